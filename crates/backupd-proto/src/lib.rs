@@ -1,0 +1,13 @@
+//! Sans-IO protocol core of backupd: no I/O, no clock.
+//!
+//! Codecs and state machines for the usbmuxd socket protocol, lockdownd, pairing and the lockdown services
+//! backupd uses. Every function takes bytes (and, where time matters, `now`) in and gives bytes and typed
+//! values out; `backupd-usb` moves the bytes over sockets. Device input is attacker input: every length read
+//! from the wire is bounded before anything is allocated for it.
+
+pub mod lockdown;
+pub mod pair;
+pub mod plist_util;
+pub mod services;
+pub mod tls;
+pub mod usbmuxd;

@@ -1,0 +1,1 @@
+//! backupd-rules
