@@ -80,13 +80,17 @@ fn bind_unix(path: &Path) -> Result<UnixListener, SimError> {
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(SimError::Io {
-                what: format!("socket {} (already served by another process)", path.display()),
+                what: format!(
+                    "socket {} (already served by another process)",
+                    path.display()
+                ),
                 source: std::io::Error::from(std::io::ErrorKind::AddrInUse),
             });
         }
         let _ = std::fs::remove_file(path);
     }
-    let listener = UnixListener::bind(path).map_err(io_err(format!("socket {}", path.display())))?;
+    let listener =
+        UnixListener::bind(path).map_err(io_err(format!("socket {}", path.display())))?;
     // usbmuxd's socket is world-accessible; the simulator's lives in a private folder of the caller's.
     let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o666));
     Ok(listener)
@@ -97,10 +101,17 @@ impl Simulator {
     pub async fn start(config: Config) -> Result<Self, SimError> {
         let mut phones = Vec::new();
         for profile in config.profiles {
-            let dir = config.state_dir.join("devices").join(backupd_proto::usbmuxd::normalize_udid(&profile.identity.udid));
+            let dir =
+                config
+                    .state_dir
+                    .join("devices")
+                    .join(backupd_proto::usbmuxd::normalize_udid(
+                        &profile.identity.udid,
+                    ));
             phones.push(Phone::new(profile, Some(dir))?);
         }
-        let muxd = Muxd::new(phones, config.state_dir.join("lockdown")).map_err(io_err("pair-record folder"))?;
+        let muxd = Muxd::new(phones, config.state_dir.join("lockdown"))
+            .map_err(io_err("pair-record folder"))?;
         let mut tasks = JoinSet::new();
         let unix = bind_unix(&config.socket)?;
         let m = muxd.clone();
@@ -116,7 +127,9 @@ impl Simulator {
         });
         let mut tcp_addr = None;
         if let Some(addr) = config.tcp {
-            let tcp = TcpListener::bind(addr).await.map_err(io_err(format!("tcp {addr}")))?;
+            let tcp = TcpListener::bind(addr)
+                .await
+                .map_err(io_err(format!("tcp {addr}")))?;
             tcp_addr = tcp.local_addr().ok();
             let m = muxd.clone();
             tasks.spawn(async move {
@@ -141,7 +154,13 @@ impl Simulator {
                 }
             });
         }
-        Ok(Self { muxd, tasks, tcp_addr, socket: config.socket, control: config.control })
+        Ok(Self {
+            muxd,
+            tasks,
+            tcp_addr,
+            socket: config.socket,
+            control: config.control,
+        })
     }
 
     /// The muxer, to attach, detach and script phones from tests.
@@ -175,7 +194,10 @@ pub mod control {
     /// Runs one command against the muxer and gives the answer line.
     pub fn run(muxd: &Muxd, line: &str) -> String {
         let words: Vec<&str> = line.split_whitespace().collect();
-        let phone = |udid: &str| muxd.phone(udid).ok_or_else(|| format!("error: no phone {udid}"));
+        let phone = |udid: &str| {
+            muxd.phone(udid)
+                .ok_or_else(|| format!("error: no phone {udid}"))
+        };
         let result: Result<String, String> = match words.as_slice() {
             ["list"] => Ok(muxd
                 .phones()
@@ -187,17 +209,35 @@ pub mod control {
                 .collect::<Vec<_>>()
                 .join("; ")),
             ["attach", udid] => {
-                if muxd.attach(udid) { Ok(String::new()) } else { Err(format!("error: {udid} unknown or already attached")) }
+                if muxd.attach(udid) {
+                    Ok(String::new())
+                } else {
+                    Err(format!("error: {udid} unknown or already attached"))
+                }
             }
             ["detach", udid] => {
-                if muxd.detach(udid) { Ok(String::new()) } else { Err(format!("error: {udid} unknown or not attached")) }
+                if muxd.detach(udid) {
+                    Ok(String::new())
+                } else {
+                    Err(format!("error: {udid} unknown or not attached"))
+                }
             }
-            ["trust", udid] => phone(udid).map(|p| p.answer_trust(TrustAnswer::Trust)).map(|_| String::new()),
-            ["distrust", udid] => phone(udid).map(|p| p.answer_trust(TrustAnswer::DontTrust)).map(|_| String::new()),
-            ["lock", udid] => phone(udid).map(|p| p.set_locked(true)).map(|_| String::new()),
-            ["unlock", udid] => phone(udid).map(|p| p.set_locked(false)).map(|_| String::new()),
+            ["trust", udid] => phone(udid)
+                .map(|p| p.answer_trust(TrustAnswer::Trust))
+                .map(|_| String::new()),
+            ["distrust", udid] => phone(udid)
+                .map(|p| p.answer_trust(TrustAnswer::DontTrust))
+                .map(|_| String::new()),
+            ["lock", udid] => phone(udid)
+                .map(|p| p.set_locked(true))
+                .map(|_| String::new()),
+            ["unlock", udid] => phone(udid)
+                .map(|p| p.set_locked(false))
+                .map(|_| String::new()),
             ["reset-trust", udid] => phone(udid).map(|p| p.reset_trust()).map(|_| String::new()),
-            ["notify", udid, name] => phone(udid).map(|p| p.post_notification(name)).map(|_| String::new()),
+            ["notify", udid, name] => phone(udid)
+                .map(|p| p.post_notification(name))
+                .map(|_| String::new()),
             _ => Err(format!("error: unknown command {line:?}")),
         };
         match result {

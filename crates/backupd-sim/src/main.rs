@@ -8,14 +8,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+use backupd_sim::profile::BUILTIN;
 use backupd_sim::{Config, Profile, Simulator};
-
-/// Built-in profiles, usable by name with `--profile NAME`.
-const BUILTIN: &[(&str, &str)] = &[
-    ("healthy", include_str!("../profiles/healthy.toml")),
-    ("wifi-off-no-charger", include_str!("../profiles/wifi-off-no-charger.toml")),
-    ("icloud-full-whatsapp", include_str!("../profiles/icloud-full-whatsapp.toml")),
-];
 
 /// Serve simulated iPhones behind a usbmuxd socket that real clients accept.
 ///
@@ -72,7 +66,8 @@ fn load_profile(spec: &str) -> anyhow::Result<Profile> {
 }
 
 fn ctl(control: &PathBuf, words: &[String]) -> anyhow::Result<()> {
-    let mut s = UnixStream::connect(control).with_context(|| format!("failed to reach {}", control.display()))?;
+    let mut s = UnixStream::connect(control)
+        .with_context(|| format!("failed to reach {}", control.display()))?;
     writeln!(s, "{}", words.join(" "))?;
     let mut line = String::new();
     BufReader::new(s).read_line(&mut line)?;
@@ -89,7 +84,10 @@ fn main() -> anyhow::Result<()> {
     match &cli.command {
         Some(Command::Ctl { control, words }) => return ctl(control, words),
         Some(Command::ShowProfile { name }) => {
-            let (_, text) = BUILTIN.iter().find(|(n, _)| n == name).context("no such built-in profile")?;
+            let (_, text) = BUILTIN
+                .iter()
+                .find(|(n, _)| n == name)
+                .context("no such built-in profile")?;
             print!("{text}");
             return Ok(());
         }
@@ -103,8 +101,15 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let socket = cli.socket.context("--socket PATH is required")?;
-    let specs = if cli.profiles.is_empty() { vec!["healthy".to_owned()] } else { cli.profiles.clone() };
-    let profiles = specs.iter().map(|s| load_profile(s)).collect::<anyhow::Result<Vec<_>>>()?;
+    let specs = if cli.profiles.is_empty() {
+        vec!["healthy".to_owned()]
+    } else {
+        cli.profiles.clone()
+    };
+    let profiles = specs
+        .iter()
+        .map(|s| load_profile(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
     let with_suffix = |suffix: &str| {
         let mut p = socket.clone().into_os_string();
         p.push(suffix);
@@ -117,7 +122,10 @@ fn main() -> anyhow::Result<()> {
         tcp: cli.tcp,
         profiles,
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     runtime.block_on(async move {
         let sim = Simulator::start(config).await?;
         for (phone, id) in sim.muxd().phones() {

@@ -8,8 +8,8 @@ use tokio::sync::broadcast;
 
 use backupd_proto::lockdown::LOCKDOWN_PORT;
 use backupd_proto::usbmuxd::{
-    self, ConnectionType, Device, HEADER_LEN, MAX_REQUEST_LEN, Message, Packet, ProtocolVersion, Request,
-    ResultCode,
+    self, ConnectionType, Device, HEADER_LEN, MAX_REQUEST_LEN, Message, Packet, ProtocolVersion,
+    Request, ResultCode,
 };
 
 use crate::phone::{Phone, write_private};
@@ -47,19 +47,28 @@ impl Muxd {
         std::fs::create_dir_all(&pair_dir)?;
         let (events, _) = broadcast::channel(256);
         let mux = Arc::new(Self {
-            inner: Mutex::new(Inner { slots: Vec::new(), next_device_id: 1, location: 0x0114_0000 }),
+            inner: Mutex::new(Inner {
+                slots: Vec::new(),
+                next_device_id: 1,
+                location: 0x0114_0000,
+            }),
             events,
             pair_dir,
         });
         for phone in phones {
-            mux.lock().slots.push(Slot { phone: phone.clone(), device_id: None });
+            mux.lock().slots.push(Slot {
+                phone: phone.clone(),
+                device_id: None,
+            });
             mux.attach(phone.udid());
         }
         Ok(mux)
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn device_of(inner: &Inner, slot: &Slot) -> Option<Device> {
@@ -76,19 +85,31 @@ impl Muxd {
 
     /// The phones, whether attached or not.
     pub fn phones(&self) -> Vec<(Arc<Phone>, Option<u32>)> {
-        self.lock().slots.iter().map(|s| (s.phone.clone(), s.device_id)).collect()
+        self.lock()
+            .slots
+            .iter()
+            .map(|s| (s.phone.clone(), s.device_id))
+            .collect()
     }
 
     /// Finds a phone by UDID in any spelling.
     pub fn phone(&self, udid: &str) -> Option<Arc<Phone>> {
-        self.lock().slots.iter().find(|s| usbmuxd::same_udid(s.phone.udid(), udid)).map(|s| s.phone.clone())
+        self.lock()
+            .slots
+            .iter()
+            .find(|s| usbmuxd::same_udid(s.phone.udid(), udid))
+            .map(|s| s.phone.clone())
     }
 
     /// Plugs a phone in: it gets a new device id, as after a real replug. Returns false if unknown or attached.
     pub fn attach(&self, udid: &str) -> bool {
         let mut inner = self.lock();
         let next = inner.next_device_id;
-        let Some(i) = inner.slots.iter().position(|s| usbmuxd::same_udid(s.phone.udid(), udid)) else {
+        let Some(i) = inner
+            .slots
+            .iter()
+            .position(|s| usbmuxd::same_udid(s.phone.udid(), udid))
+        else {
             return false;
         };
         if inner.slots[i].device_id.is_some() {
@@ -106,22 +127,36 @@ impl Muxd {
     /// Unplugs a phone. Returns false if unknown or not attached.
     pub fn detach(&self, udid: &str) -> bool {
         let mut inner = self.lock();
-        let Some(slot) = inner.slots.iter_mut().find(|s| usbmuxd::same_udid(s.phone.udid(), udid)) else {
+        let Some(slot) = inner
+            .slots
+            .iter_mut()
+            .find(|s| usbmuxd::same_udid(s.phone.udid(), udid))
+        else {
             return false;
         };
-        let Some(id) = slot.device_id.take() else { return false };
+        let Some(id) = slot.device_id.take() else {
+            return false;
+        };
         let _ = self.events.send(Message::Detached { device_id: id });
         tracing::info!(udid, device_id = id, "detached");
         true
     }
 
     fn attached(&self, device_id: u32) -> Option<Arc<Phone>> {
-        self.lock().slots.iter().find(|s| s.device_id == Some(device_id)).map(|s| s.phone.clone())
+        self.lock()
+            .slots
+            .iter()
+            .find(|s| s.device_id == Some(device_id))
+            .map(|s| s.phone.clone())
     }
 
     fn device_list(&self) -> Vec<Device> {
         let inner = self.lock();
-        inner.slots.iter().filter_map(|s| Self::device_of(&inner, s)).collect()
+        inner
+            .slots
+            .iter()
+            .filter_map(|s| Self::device_of(&inner, s))
+            .collect()
     }
 
     /// The host's SystemBUID, made on first use and kept in `SystemConfiguration.plist` as usbmuxd does.
@@ -137,13 +172,18 @@ impl Muxd {
         let buid = uuid::Uuid::new_v4().to_string().to_uppercase();
         let mut d = plist::Dictionary::new();
         d.insert("SystemBUID".into(), buid.clone().into());
-        write_private(&path, &backupd_proto::plist_util::to_xml(&plist::Value::Dictionary(d)))?;
+        write_private(
+            &path,
+            &backupd_proto::plist_util::to_xml(&plist::Value::Dictionary(d)),
+        )?;
         Ok(buid)
     }
 
     fn record_path(&self, udid: &str) -> Option<PathBuf> {
         // Names come from clients: only plain UDID characters may reach the file system.
-        let ok = !udid.is_empty() && udid.len() <= 64 && udid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        let ok = !udid.is_empty()
+            && udid.len() <= 64
+            && udid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         ok.then(|| self.pair_dir.join(format!("{udid}.plist")))
     }
 
@@ -153,10 +193,16 @@ impl Muxd {
             return Some(direct);
         }
         let want = usbmuxd::normalize_udid(udid);
-        std::fs::read_dir(&self.pair_dir).ok()?.flatten().map(|e| e.path()).find(|p| {
-            p.extension().is_some_and(|x| x == "plist")
-                && p.file_stem().and_then(|s| s.to_str()).is_some_and(|s| usbmuxd::normalize_udid(s) == want)
-        })
+        std::fs::read_dir(&self.pair_dir)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.extension().is_some_and(|x| x == "plist")
+                    && p.file_stem()
+                        .and_then(|s| s.to_str())
+                        .is_some_and(|s| usbmuxd::normalize_udid(s) == want)
+            })
     }
 
     /// Serves one client connection.
@@ -176,8 +222,15 @@ impl Muxd {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::debug!(error = %e, "bad muxer request");
-                    let code = if packet.protocol().is_err() { ResultCode::BadVersion } else { ResultCode::BadCommand };
-                    if send(&mut stream, &Message::Result(code), tag, protocol).await.is_err() {
+                    let code = if packet.protocol().is_err() {
+                        ResultCode::BadVersion
+                    } else {
+                        ResultCode::BadCommand
+                    };
+                    if send(&mut stream, &Message::Result(code), tag, protocol)
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     continue;
@@ -191,27 +244,33 @@ impl Muxd {
                     Err(_) => Message::Result(ResultCode::Other(EINVAL)),
                 },
                 Request::ListListeners => Message::ListenerList(Vec::new()),
-                Request::ReadPairRecord { udid } => match self.find_record(&udid).map(std::fs::read) {
-                    Some(Ok(data)) => Message::PairRecordData(data),
-                    _ => Message::Result(ResultCode::Other(ENOENT)),
-                },
-                Request::SavePairRecord { udid, data, device_id } => {
-                    match self.record_path(&udid) {
-                        Some(path) if backupd_proto::plist_util::parse(&data).is_ok() => {
-                            let target = self.find_record(&udid).unwrap_or(path);
-                            match write_private(&target, &data) {
-                                Ok(()) => {
-                                    if let Some(id) = device_id.filter(|id| self.attached(*id).is_some()) {
-                                        let _ = self.events.send(Message::Paired { device_id: id });
-                                    }
-                                    Message::Result(ResultCode::Ok)
-                                }
-                                Err(_) => Message::Result(ResultCode::Other(EINVAL)),
-                            }
-                        }
-                        _ => Message::Result(ResultCode::Other(EINVAL)),
+                Request::ReadPairRecord { udid } => {
+                    match self.find_record(&udid).map(std::fs::read) {
+                        Some(Ok(data)) => Message::PairRecordData(data),
+                        _ => Message::Result(ResultCode::Other(ENOENT)),
                     }
                 }
+                Request::SavePairRecord {
+                    udid,
+                    data,
+                    device_id,
+                } => match self.record_path(&udid) {
+                    Some(path) if backupd_proto::plist_util::parse(&data).is_ok() => {
+                        let target = self.find_record(&udid).unwrap_or(path);
+                        match write_private(&target, &data) {
+                            Ok(()) => {
+                                if let Some(id) =
+                                    device_id.filter(|id| self.attached(*id).is_some())
+                                {
+                                    let _ = self.events.send(Message::Paired { device_id: id });
+                                }
+                                Message::Result(ResultCode::Ok)
+                            }
+                            Err(_) => Message::Result(ResultCode::Other(EINVAL)),
+                        }
+                    }
+                    _ => Message::Result(ResultCode::Other(EINVAL)),
+                },
                 Request::DeletePairRecord { udid } => match self.find_record(&udid) {
                     Some(path) => match std::fs::remove_file(path) {
                         Ok(()) => Message::Result(ResultCode::Ok),
@@ -225,15 +284,29 @@ impl Muxd {
                 }
                 Request::Connect { device_id, port } => {
                     let Some(phone) = self.attached(device_id) else {
-                        let _ = send(&mut stream, &Message::Result(ResultCode::BadDevice), tag, protocol).await;
+                        let _ = send(
+                            &mut stream,
+                            &Message::Result(ResultCode::BadDevice),
+                            tag,
+                            protocol,
+                        )
+                        .await;
                         continue;
                     };
                     if port != LOCKDOWN_PORT && !phone.has_service_port(port) {
-                        let _ =
-                            send(&mut stream, &Message::Result(ResultCode::ConnectionRefused), tag, protocol).await;
+                        let _ = send(
+                            &mut stream,
+                            &Message::Result(ResultCode::ConnectionRefused),
+                            tag,
+                            protocol,
+                        )
+                        .await;
                         continue;
                     }
-                    if send(&mut stream, &Message::Result(ResultCode::Ok), tag, protocol).await.is_err() {
+                    if send(&mut stream, &Message::Result(ResultCode::Ok), tag, protocol)
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     // From here on the socket is a raw tunnel to the phone's port.
@@ -254,11 +327,17 @@ impl Muxd {
 
     async fn listen(&self, mut stream: SimStream, tag: u32, protocol: ProtocolVersion) {
         let mut events = self.events.subscribe();
-        if send(&mut stream, &Message::Result(ResultCode::Ok), tag, protocol).await.is_err() {
+        if send(&mut stream, &Message::Result(ResultCode::Ok), tag, protocol)
+            .await
+            .is_err()
+        {
             return;
         }
         for dev in self.device_list() {
-            if send(&mut stream, &Message::Attached(dev), 0, protocol).await.is_err() {
+            if send(&mut stream, &Message::Attached(dev), 0, protocol)
+                .await
+                .is_err()
+            {
                 return;
             }
         }
@@ -282,7 +361,12 @@ impl Muxd {
     }
 }
 
-async fn send(stream: &mut SimStream, msg: &Message, tag: u32, protocol: ProtocolVersion) -> std::io::Result<()> {
+async fn send(
+    stream: &mut SimStream,
+    msg: &Message,
+    tag: u32,
+    protocol: ProtocolVersion,
+) -> std::io::Result<()> {
     stream.write_all(&msg.encode(tag, protocol)).await?;
     stream.flush().await
 }

@@ -112,7 +112,10 @@ impl Phone {
             }
             None => DeviceKey::generate()?,
         };
-        let trusted = state_dir.as_ref().map(|d| load_trusted(&d.join("trusted-hosts.plist"))).unwrap_or_default();
+        let trusted = state_dir
+            .as_ref()
+            .map(|d| load_trusted(&d.join("trusted-hosts.plist")))
+            .unwrap_or_default();
         let (notifications, _) = broadcast::channel(64);
         let locked = profile.pairing.locked;
         Ok(Arc::new(Self {
@@ -145,7 +148,9 @@ impl Phone {
 
     fn state(&self) -> MutexGuard<'_, State> {
         // A panic while holding this lock is a simulator bug; keep serving the other phones.
-        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Answers the Trust dialog (for `trust: manual` profiles).
@@ -175,7 +180,10 @@ impl Phone {
         let mut d = Dictionary::new();
         for (id, host) in &st.trusted {
             let mut h = Dictionary::new();
-            h.insert("PairRecord".into(), Value::Dictionary(host.record.to_dictionary()));
+            h.insert(
+                "PairRecord".into(),
+                Value::Dictionary(host.record.to_dictionary()),
+            );
             h.insert("EscrowBag".into(), Value::Data(host.escrow_bag.clone()));
             d.insert(id.clone(), Value::Dictionary(h));
         }
@@ -199,7 +207,10 @@ impl Phone {
         d.insert("DeviceClass".into(), "iPhone".into());
         d.insert("DeviceColor".into(), "1".into());
         d.insert("DeviceName".into(), id.device_name.clone().into());
-        d.insert("DevicePublicKey".into(), Value::Data(self.key.public_key_pkcs1_pem().into_bytes()));
+        d.insert(
+            "DevicePublicKey".into(),
+            Value::Data(self.key.public_key_pkcs1_pem().into_bytes()),
+        );
         d.insert("HardwareModel".into(), "D16AP".into());
         d.insert("HostAttached".into(), true.into());
         d.insert("PasswordProtected".into(), self.state().locked.into());
@@ -209,7 +220,10 @@ impl Phone {
         d.insert("SerialNumber".into(), id.serial_number.clone().into());
         d.insert("TelephonyCapability".into(), true.into());
         d.insert("TimeZone".into(), "Europe/Rome".into());
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
         d.insert("TimeIntervalSince1970".into(), Value::Real(now));
         d.insert("TrustedHostAttached".into(), true.into());
         d.insert("UniqueDeviceID".into(), id.udid.clone().into());
@@ -246,24 +260,42 @@ impl Phone {
                     return;
                 }
             };
-            let Some(dict) = value.as_dictionary() else { return };
+            let Some(dict) = value.as_dictionary() else {
+                return;
+            };
             let request = match Request::from_dict(dict) {
                 Ok(r) => r,
                 Err(_) => {
                     let name = dict.str_key("Request").unwrap_or("Unknown").to_owned();
-                    if write_plist(&mut conn, &ld::reply_error(&name, &DeviceError::InvalidResponse)).await.is_err() {
+                    if write_plist(
+                        &mut conn,
+                        &ld::reply_error(&name, &DeviceError::InvalidResponse),
+                    )
+                    .await
+                    .is_err()
+                    {
                         return;
                     }
                     continue;
                 }
             };
-            tracing::debug!(udid = self.udid(), request = request.name(), "lockdown request");
+            tracing::debug!(
+                udid = self.udid(),
+                request = request.name(),
+                "lockdown request"
+            );
             let name = request.name();
             match request {
                 Request::StartSession { host_id, .. } => {
                     let host = self.state().trusted.get(&host_id).cloned();
                     let Some(host) = host else {
-                        if write_plist(&mut conn, &ld::reply_error(name, &DeviceError::InvalidHostID)).await.is_err() {
+                        if write_plist(
+                            &mut conn,
+                            &ld::reply_error(name, &DeviceError::InvalidHostID),
+                        )
+                        .await
+                        .is_err()
+                        {
                             return;
                         }
                         continue;
@@ -276,7 +308,10 @@ impl Phone {
                     let mut f = Dictionary::new();
                     f.insert("SessionID".into(), session_id.into());
                     f.insert("EnableSessionSSL".into(), true.into());
-                    if write_plist(&mut conn, &ld::reply_ok(name, f)).await.is_err() {
+                    if write_plist(&mut conn, &ld::reply_ok(name, f))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     let DeviceConn::Plain(raw) = conn else { return };
@@ -287,7 +322,10 @@ impl Phone {
                     session_host = Some(host_id);
                 }
                 Request::StopSession { .. } => {
-                    if write_plist(&mut conn, &ld::reply_ok(name, Dictionary::new())).await.is_err() {
+                    if write_plist(&mut conn, &ld::reply_ok(name, Dictionary::new()))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     session_host = None;
@@ -329,8 +367,16 @@ impl Phone {
 
     fn server_config(&self, host: &TrustedHost) -> Option<Arc<rustls::ServerConfig>> {
         let build = || -> Result<_, Box<dyn std::error::Error>> {
-            let identity = self.key.tls_identity(host.record.device_certificate_der()?)?;
-            Ok(tls::device_server_config(identity, host.record.trusted_client_certificates()?)?)
+            let identity = if self.profile.faults.impostor_tls {
+                impostor_identity()?
+            } else {
+                self.key
+                    .tls_identity(host.record.device_certificate_der()?)?
+            };
+            Ok(tls::device_server_config(
+                identity,
+                host.record.trusted_client_certificates()?,
+            )?)
         };
         match build() {
             Ok(c) => Some(c),
@@ -396,7 +442,9 @@ impl Phone {
             }
             Request::Pair { record, .. } => self.pair(&record),
             Request::ValidatePair { record } => match PairRequestRecord::from_dictionary(&record) {
-                Ok(r) if self.state().trusted.contains_key(&r.host_id) => ld::reply_ok(name, Dictionary::new()),
+                Ok(r) if self.state().trusted.contains_key(&r.host_id) => {
+                    ld::reply_ok(name, Dictionary::new())
+                }
                 _ => err(DeviceError::InvalidHostID),
             },
             Request::Unpair { record } => {
@@ -414,7 +462,12 @@ impl Phone {
                 let Some(host) = session else {
                     return err(DeviceError::InvalidService);
                 };
-                let known = [services::DIAGNOSTICS_RELAY, services::INSTALLATION_PROXY, services::NOTIFICATION_PROXY, "com.apple.iosdiagnostics.relay"];
+                let known = [
+                    services::DIAGNOSTICS_RELAY,
+                    services::INSTALLATION_PROXY,
+                    services::NOTIFICATION_PROXY,
+                    "com.apple.iosdiagnostics.relay",
+                ];
                 if !known.contains(&service.as_str()) {
                     return err(DeviceError::InvalidService);
                 }
@@ -423,7 +476,13 @@ impl Phone {
                     let mut st = self.state();
                     let port = st.next_port;
                     st.next_port = if port >= 65000 { 49152 } else { port + 1 };
-                    st.services.insert(port, PendingService { name: service.clone(), tls_host: ssl.then(|| host.to_owned()) });
+                    st.services.insert(
+                        port,
+                        PendingService {
+                            name: service.clone(),
+                            tls_host: ssl.then(|| host.to_owned()),
+                        },
+                    );
                     port
                 };
                 let mut f = Dictionary::new();
@@ -448,10 +507,13 @@ impl Phone {
             return ld::reply_error(name, &DeviceError::InvalidPairRecord);
         };
         // The device certificate must certify this phone's key, or TLS could never work.
-        if self.key.tls_identity(match request.device_certificate_der() {
-            Ok(c) => c,
-            Err(_) => return ld::reply_error(name, &DeviceError::InvalidPairRecord),
-        }).is_err()
+        if self
+            .key
+            .tls_identity(match request.device_certificate_der() {
+                Ok(c) => c,
+                Err(_) => return ld::reply_error(name, &DeviceError::InvalidPairRecord),
+            })
+            .is_err()
         {
             return ld::reply_error(name, &DeviceError::InvalidPairRecord);
         }
@@ -464,7 +526,9 @@ impl Phone {
         }
         let pairing = &self.profile.pairing;
         let accept = match pairing.trust {
-            TrustPolicy::Accept | TrustPolicy::Deny if st.pending_answered < pairing.pending_prompts => {
+            TrustPolicy::Accept | TrustPolicy::Deny
+                if st.pending_answered < pairing.pending_prompts =>
+            {
                 st.pending_answered += 1;
                 None
             }
@@ -483,7 +547,13 @@ impl Phone {
                 let mut escrow_bag = vec![0u8; 32];
                 rand::thread_rng().fill_bytes(&mut escrow_bag);
                 let host_id = request.host_id.clone();
-                st.trusted.insert(host_id.clone(), TrustedHost { record: request, escrow_bag: escrow_bag.clone() });
+                st.trusted.insert(
+                    host_id.clone(),
+                    TrustedHost {
+                        record: request,
+                        escrow_bag: escrow_bag.clone(),
+                    },
+                );
                 self.save_trusted(&st);
                 tracing::info!(udid = self.udid(), host_id, "trusted a new host");
                 pair_ok(&escrow_bag)
@@ -493,8 +563,14 @@ impl Phone {
 
     /// Serves a connection to a port StartService handed out.
     pub async fn serve_service(self: Arc<Self>, port: u16, stream: SimStream) {
-        let Some(pending) = self.state().services.remove(&port) else { return };
-        let conn = match pending.tls_host.as_ref().and_then(|h| self.state().trusted.get(h).cloned()) {
+        let Some(pending) = self.state().services.remove(&port) else {
+            return;
+        };
+        let conn = match pending
+            .tls_host
+            .as_ref()
+            .and_then(|h| self.state().trusted.get(h).cloned())
+        {
             Some(host) => match self.accept_tls(stream, &host).await {
                 Some(tls) => DeviceConn::Tls(Box::new(tls)),
                 None => return,
@@ -503,7 +579,9 @@ impl Phone {
             None => DeviceConn::Plain(stream),
         };
         let result = match pending.name.as_str() {
-            services::DIAGNOSTICS_RELAY | "com.apple.iosdiagnostics.relay" => self.serve_diagnostics(conn).await,
+            services::DIAGNOSTICS_RELAY | "com.apple.iosdiagnostics.relay" => {
+                self.serve_diagnostics(conn).await
+            }
             services::INSTALLATION_PROXY => self.serve_instproxy(conn).await,
             services::NOTIFICATION_PROXY => self.serve_notifications(conn).await,
             _ => Ok(()),
@@ -513,11 +591,16 @@ impl Phone {
         }
     }
 
-    fn wifi_entry(&self, entry_name: Option<&str>, entry_class: Option<&str>) -> Option<Dictionary> {
+    fn wifi_entry(
+        &self,
+        entry_name: Option<&str>,
+        entry_class: Option<&str>,
+    ) -> Option<Dictionary> {
         let wifi = &self.profile.wifi;
         let matches = match wifi.entry {
             WifiEntry::AppleBCMWLANSkywalkInterface => {
-                entry_name == Some(services::WIFI_ENTRY_NAME) || entry_class == Some(services::WIFI_ENTRY_NAME)
+                entry_name == Some(services::WIFI_ENTRY_NAME)
+                    || entry_class == Some(services::WIFI_ENTRY_NAME)
             }
             WifiEntry::IO80211Interface => entry_class == Some(services::WIFI_ENTRY_CLASS),
             WifiEntry::None => false,
@@ -528,13 +611,25 @@ impl Phone {
         let mut d = Dictionary::new();
         d.insert("IOInterfaceName".into(), "en0".into());
         d.insert("IOInterfaceUnit".into(), 0u64.into());
-        let mac: Vec<u8> = self.profile.identity.wifi_address.split(':').filter_map(|h| u8::from_str_radix(h, 16).ok()).collect();
+        let mac: Vec<u8> = self
+            .profile
+            .identity
+            .wifi_address
+            .split(':')
+            .filter_map(|h| u8::from_str_radix(h, 16).ok())
+            .collect();
         d.insert("IOMACAddress".into(), Value::Data(mac));
         d.insert("IO80211InterfaceRole".into(), "Infrastructure".into());
         d.insert("IO80211CountryCode".into(), "IT".into());
         if wifi.associated {
-            d.insert("IO80211SSID".into(), wifi.ssid.clone().unwrap_or_else(|| "Wi-Fi".into()).into());
-            d.insert("IO80211BSSID".into(), Value::Data(vec![0x1c, 0xed, 0x6f, 0x12, 0x34, 0x56]));
+            d.insert(
+                "IO80211SSID".into(),
+                wifi.ssid.clone().unwrap_or_else(|| "Wi-Fi".into()).into(),
+            );
+            d.insert(
+                "IO80211BSSID".into(),
+                Value::Data(vec![0x1c, 0xed, 0x6f, 0x12, 0x34, 0x56]),
+            );
             d.insert("IO80211Channel".into(), 36u64.into());
             d.insert("IO80211Band".into(), "5 GHz".into());
             d.insert("IO80211ChannelFrequency".into(), 5180u64.into());
@@ -566,7 +661,9 @@ impl Phone {
 
     async fn serve_diagnostics(&self, mut conn: DeviceConn) -> std::io::Result<()> {
         while let Some(value) = read_plist(&mut conn).await? {
-            let Some(dict) = value.as_dictionary() else { break };
+            let Some(dict) = value.as_dictionary() else {
+                break;
+            };
             let Ok(request) = diagnostics::Request::from_dict(dict) else {
                 let mut d = Dictionary::new();
                 d.insert("Status".into(), "UnknownRequest".into());
@@ -574,13 +671,20 @@ impl Phone {
                 continue;
             };
             let reply = match request {
-                diagnostics::Request::IoRegistry { entry_name, entry_class, .. } => {
-                    let entry = self.wifi_entry(entry_name.as_deref(), entry_class.as_deref()).or_else(|| {
-                        let battery = entry_class.as_deref() == Some(services::BATTERY_ENTRY_CLASS)
-                            || entry_name.as_deref() == Some("AppleSmartBattery")
-                            || entry_class.as_deref() == Some("AppleSmartBattery");
-                        battery.then(|| self.battery_entry())
-                    });
+                diagnostics::Request::IoRegistry {
+                    entry_name,
+                    entry_class,
+                    ..
+                } => {
+                    let entry = self
+                        .wifi_entry(entry_name.as_deref(), entry_class.as_deref())
+                        .or_else(|| {
+                            let battery = entry_class.as_deref()
+                                == Some(services::BATTERY_ENTRY_CLASS)
+                                || entry_name.as_deref() == Some("AppleSmartBattery")
+                                || entry_class.as_deref() == Some("AppleSmartBattery");
+                            battery.then(|| self.battery_entry())
+                        });
                     diagnostics::ioregistry_reply(entry.as_ref())
                 }
                 diagnostics::Request::MobileGestalt { .. } => {
@@ -616,7 +720,15 @@ impl Phone {
                     }
                     let mut d = Dictionary::new();
                     d.insert("Diagnostics".into(), Value::Dictionary(diag));
-                    d.insert("Status".into(), if ["WiFi", "GasGauge", "All", "NAND", "HDMI"].contains(&kind.as_str()) { "Success" } else { "UnknownRequest" }.into());
+                    d.insert(
+                        "Status".into(),
+                        if ["WiFi", "GasGauge", "All", "NAND", "HDMI"].contains(&kind.as_str()) {
+                            "Success"
+                        } else {
+                            "UnknownRequest"
+                        }
+                        .into(),
+                    );
                     Value::Dictionary(d)
                 }
                 diagnostics::Request::Goodbye => {
@@ -634,13 +746,21 @@ impl Phone {
 
     async fn serve_instproxy(&self, mut conn: DeviceConn) -> std::io::Result<()> {
         while let Some(value) = read_plist(&mut conn).await? {
-            let Some(dict) = value.as_dictionary() else { break };
+            let Some(dict) = value.as_dictionary() else {
+                break;
+            };
             match instproxy::Request::from_dict(dict) {
-                Ok(instproxy::Request::Lookup { bundle_ids, attributes }) => {
+                Ok(instproxy::Request::Lookup {
+                    bundle_ids,
+                    attributes,
+                }) => {
                     let mut result = Dictionary::new();
                     for app in &self.profile.apps {
                         if bundle_ids.is_empty() || bundle_ids.contains(&app.bundle_id) {
-                            let attrs = instproxy::select_attributes(&Profile::app_attributes(app), &attributes);
+                            let attrs = instproxy::select_attributes(
+                                &Profile::app_attributes(app),
+                                &attributes,
+                            );
                             result.insert(app.bundle_id.clone(), Value::Dictionary(attrs));
                         }
                     }
@@ -649,14 +769,22 @@ impl Phone {
                     d.insert("Status".into(), "Complete".into());
                     write_plist(&mut conn, &Value::Dictionary(d)).await?;
                 }
-                Ok(instproxy::Request::Browse { application_type, attributes }) => {
+                Ok(instproxy::Request::Browse {
+                    application_type,
+                    attributes,
+                }) => {
                     let apps: Vec<Value> = if application_type == "System" {
                         Vec::new()
                     } else {
                         self.profile
                             .apps
                             .iter()
-                            .map(|a| Value::Dictionary(instproxy::select_attributes(&Profile::app_attributes(a), &attributes)))
+                            .map(|a| {
+                                Value::Dictionary(instproxy::select_attributes(
+                                    &Profile::app_attributes(a),
+                                    &attributes,
+                                ))
+                            })
                             .collect()
                     };
                     let total = apps.len() as u64;
@@ -717,6 +845,14 @@ impl Phone {
     }
 }
 
+/// A self-signed identity with a key that is not the phone's.
+fn impostor_identity() -> Result<tls::DeviceIdentity, Box<dyn std::error::Error>> {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256)?;
+    let cert = rcgen::CertificateParams::new(Vec::<String>::new())?.self_signed(&key)?;
+    let der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    Ok(tls::DeviceIdentity::new(vec![cert.der().clone()], der))
+}
+
 fn pair_ok(escrow_bag: &[u8]) -> Value {
     let mut f = Dictionary::new();
     f.insert("EscrowBag".into(), Value::Data(escrow_bag.to_vec()));
@@ -725,13 +861,25 @@ fn pair_ok(escrow_bag: &[u8]) -> Value {
 
 fn load_trusted(path: &std::path::Path) -> BTreeMap<String, TrustedHost> {
     let mut out = BTreeMap::new();
-    let Ok(bytes) = std::fs::read(path) else { return out };
-    let Ok(Value::Dictionary(d)) = backupd_proto::plist_util::parse(&bytes) else { return out };
+    let Ok(bytes) = std::fs::read(path) else {
+        return out;
+    };
+    let Ok(Value::Dictionary(d)) = backupd_proto::plist_util::parse(&bytes) else {
+        return out;
+    };
     for (id, v) in d {
         let Some(h) = v.as_dictionary() else { continue };
-        let (Some(rec), Some(bag)) = (h.dict_key("PairRecord"), h.data_key("EscrowBag")) else { continue };
+        let (Some(rec), Some(bag)) = (h.dict_key("PairRecord"), h.data_key("EscrowBag")) else {
+            continue;
+        };
         if let Ok(record) = PairRequestRecord::from_dictionary(rec) {
-            out.insert(id, TrustedHost { record, escrow_bag: bag.to_vec() });
+            out.insert(
+                id,
+                TrustedHost {
+                    record,
+                    escrow_bag: bag.to_vec(),
+                },
+            );
         }
     }
     out
@@ -742,7 +890,12 @@ pub(crate) fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Re
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, path)

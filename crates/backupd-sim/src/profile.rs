@@ -38,6 +38,25 @@ pub enum ProfileError {
     },
 }
 
+/// The example profiles shipped with the simulator, by name: usable as `--profile NAME`.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("healthy", include_str!("../profiles/healthy.toml")),
+    (
+        "wifi-off-no-charger",
+        include_str!("../profiles/wifi-off-no-charger.toml"),
+    ),
+    (
+        "icloud-full-whatsapp",
+        include_str!("../profiles/icloud-full-whatsapp.toml"),
+    ),
+];
+
+/// A built-in profile by name.
+pub fn builtin(name: &str) -> Option<Profile> {
+    let (_, text) = BUILTIN.iter().find(|(n, _)| *n == name)?;
+    Profile::parse(text, name).ok()
+}
+
 /// A phone's profile.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -59,6 +78,19 @@ pub struct Profile {
     /// Service behaviour.
     #[serde(default)]
     pub services: Services,
+    /// Misbehaviour to inject, for tests.
+    #[serde(default)]
+    pub faults: Faults,
+}
+
+/// Faults a profile can inject.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faults {
+    /// Present a TLS key other than the phone's own, as an impostor between host and phone would: a host
+    /// that pins the device key must refuse the session.
+    #[serde(default)]
+    pub impostor_tls: bool,
 }
 
 /// Identity values of the root domain.
@@ -157,7 +189,11 @@ fn yes() -> bool {
 
 impl Default for Wifi {
     fn default() -> Self {
-        Self { entry: WifiEntry::default(), associated: true, ssid: Some("Home".into()) }
+        Self {
+            entry: WifiEntry::default(),
+            associated: true,
+            ssid: Some("Home".into()),
+        }
     }
 }
 
@@ -189,21 +225,35 @@ impl Profile {
     /// Reads and checks a profile file.
     pub fn load(path: &Path) -> Result<Self, ProfileError> {
         let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ProfileError::Read { path: shown.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+            path: shown.clone(),
+            source,
+        })?;
         Self::parse(&text, &shown)
     }
 
     /// Parses and checks a profile; `name` is used in errors.
     pub fn parse(text: &str, name: &str) -> Result<Self, ProfileError> {
-        let profile: Self =
-            toml::from_str(text).map_err(|source| ProfileError::Parse { path: name.into(), source })?;
-        let invalid = |what: String| ProfileError::Invalid { path: name.into(), what };
+        let profile: Self = toml::from_str(text).map_err(|source| ProfileError::Parse {
+            path: name.into(),
+            source,
+        })?;
+        let invalid = |what: String| ProfileError::Invalid {
+            path: name.into(),
+            what,
+        };
         let hex = profile.identity.udid.chars().filter(|c| *c != '-').count();
         if !(hex == 40 || hex == 24)
-            || !profile.identity.udid.chars().all(|c| c == '-' || c.is_ascii_hexdigit())
+            || !profile
+                .identity
+                .udid
+                .chars()
+                .all(|c| c == '-' || c.is_ascii_hexdigit())
         {
-            return Err(invalid(format!("udid {:?} is neither 40 hex nor 8-16 hex", profile.identity.udid)));
+            return Err(invalid(format!(
+                "udid {:?} is neither 40 hex nor 8-16 hex",
+                profile.identity.udid
+            )));
         }
         for (domain, table) in &profile.lockdown {
             for (key, value) in table {
@@ -213,7 +263,8 @@ impl Profile {
         }
         for app in &profile.apps {
             for (key, value) in &app.entitlements {
-                toml_to_plist(value).map_err(|e| invalid(format!("{}: {key}: {e}", app.bundle_id)))?;
+                toml_to_plist(value)
+                    .map_err(|e| invalid(format!("{}: {key}: {e}", app.bundle_id)))?;
             }
         }
         Ok(profile)
@@ -240,7 +291,10 @@ impl Profile {
         d.insert("CFBundleIdentifier".into(), app.bundle_id.clone().into());
         d.insert("CFBundleDisplayName".into(), app.name.clone().into());
         d.insert("CFBundleName".into(), app.name.clone().into());
-        d.insert("CFBundleShortVersionString".into(), app.version.clone().into());
+        d.insert(
+            "CFBundleShortVersionString".into(),
+            app.version.clone().into(),
+        );
         d.insert("CFBundleVersion".into(), app.version.clone().into());
         let mut ent = Dictionary::new();
         for (k, v) in &app.entitlements {
@@ -249,11 +303,18 @@ impl Profile {
             }
         }
         d.insert("Entitlements".into(), Value::Dictionary(ent));
-        let container = format!("/private/var/mobile/Containers/Data/Application/{}", app.bundle_id);
+        let container = format!(
+            "/private/var/mobile/Containers/Data/Application/{}",
+            app.bundle_id
+        );
         d.insert("Container".into(), container.into());
         d.insert(
             "Path".into(),
-            format!("/private/var/containers/Bundle/Application/{}/{}.app", app.bundle_id, app.name).into(),
+            format!(
+                "/private/var/containers/Bundle/Application/{}/{}.app",
+                app.bundle_id, app.name
+            )
+            .into(),
         );
         d
     }
@@ -271,11 +332,14 @@ pub fn toml_to_plist(v: &toml::Value) -> Result<Value, String> {
         toml::Value::Boolean(b) => Value::Boolean(*b),
         toml::Value::Datetime(dt) => {
             let text = dt.to_string();
-            let date = plist::Date::from_xml_format(&text)
-                .map_err(|_| format!("date {text} must be a full UTC time like 2024-05-01T02:00:00Z"))?;
+            let date = plist::Date::from_xml_format(&text).map_err(|_| {
+                format!("date {text} must be a full UTC time like 2024-05-01T02:00:00Z")
+            })?;
             Value::Date(date)
         }
-        toml::Value::Array(a) => Value::Array(a.iter().map(toml_to_plist).collect::<Result<_, _>>()?),
+        toml::Value::Array(a) => {
+            Value::Array(a.iter().map(toml_to_plist).collect::<Result<_, _>>()?)
+        }
         toml::Value::Table(t) => {
             let mut d = Dictionary::new();
             for (k, v) in t {

@@ -18,12 +18,17 @@ pub struct PlistConn {
 impl PlistConn {
     /// Wraps a device stream.
     pub fn new(stream: DeviceStream) -> Self {
-        Self { stream, max_frame: MAX_FRAME_LEN }
+        Self {
+            stream,
+            max_frame: MAX_FRAME_LEN,
+        }
     }
 
     /// Sends one plist.
     pub async fn send(&mut self, value: &Value, format: PlistFormat) -> Result<(), TransportError> {
-        self.stream.write_all(&lockdown::encode_frame(value, format)).await?;
+        self.stream
+            .write_all(&lockdown::encode_frame(value, format))
+            .await?;
         self.stream.flush().await?;
         Ok(())
     }
@@ -38,13 +43,16 @@ impl PlistConn {
         let mut body = vec![0u8; len];
         self.stream.read_exact(&mut body).await?;
         backupd_proto::plist_util::parse(&body).map_err(|e| {
-            TransportError::Lockdown(lockdown::LockdownError::Frame(lockdown::FrameError::Plist(e)))
+            TransportError::Lockdown(lockdown::LockdownError::Frame(lockdown::FrameError::Plist(
+                e,
+            )))
         })
     }
 
     /// Sends a request dictionary as XML and waits for the reply.
     pub async fn request(&mut self, dict: plist::Dictionary) -> Result<Value, TransportError> {
-        self.send(&Value::Dictionary(dict), PlistFormat::Xml).await?;
+        self.send(&Value::Dictionary(dict), PlistFormat::Xml)
+            .await?;
         self.recv().await
     }
 

@@ -95,7 +95,9 @@ impl TransportError {
             Self::Io(e) if is_disconnect(e) => ErrorKind::Disconnected,
             Self::Io(_) => ErrorKind::Other,
             Self::MuxerResult { .. } => ErrorKind::Refused,
-            Self::Usbmux(_) | Self::UnexpectedMuxReply { .. } | Self::Service(_) => ErrorKind::Protocol,
+            Self::Usbmux(_) | Self::UnexpectedMuxReply { .. } | Self::Service(_) => {
+                ErrorKind::Protocol
+            }
             Self::Lockdown(LockdownError::Device { .. }) => ErrorKind::Refused,
             Self::Lockdown(LockdownError::Frame(FrameError::TooLong { .. })) => ErrorKind::Protocol,
             Self::Lockdown(_) => ErrorKind::Protocol,
@@ -117,5 +119,8 @@ impl TransportError {
 
 fn is_disconnect(e: &std::io::Error) -> bool {
     use std::io::ErrorKind as K;
-    matches!(e.kind(), K::UnexpectedEof | K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted)
+    matches!(
+        e.kind(),
+        K::UnexpectedEof | K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted
+    )
 }

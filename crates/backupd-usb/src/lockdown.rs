@@ -27,7 +27,10 @@ pub(crate) async fn start_tls(
     let connector = tokio_rustls::TlsConnector::from(config);
     // The device's certificate has no name; pinning, not the name, decides whom we talk to.
     let name = ServerName::try_from("Device").map_err(|_| TransportError::Timeout("tls name"))?;
-    let tls = connector.connect(name, stream).await.map_err(TransportError::TlsHandshake)?;
+    let tls = connector
+        .connect(name, stream)
+        .await
+        .map_err(TransportError::TlsHandshake)?;
     Ok(DeviceStream::Tls(Box::new(tls)))
 }
 
@@ -42,7 +45,10 @@ pub struct Lockdown {
 
 #[derive(Debug)]
 struct Session {
-    #[expect(dead_code, reason = "kept for a StopSession; backupd reconnects instead of stopping")]
+    #[expect(
+        dead_code,
+        reason = "kept for a StopSession; backupd reconnects instead of stopping"
+    )]
     id: String,
     tls: Arc<rustls::ClientConfig>,
 }
@@ -94,8 +100,10 @@ impl Lockdown {
         domain: Option<&str>,
         key: Option<&str>,
     ) -> Result<Option<Value>, TransportError> {
-        let request =
-            Request::GetValue { domain: domain.map(str::to_owned), key: key.map(str::to_owned) };
+        let request = Request::GetValue {
+            domain: domain.map(str::to_owned),
+            key: key.map(str::to_owned),
+        };
         let reply = self.call(request).await?;
         Ok(proto::parse_get_value(&reply)?)
     }
@@ -107,8 +115,11 @@ impl Lockdown {
         key: &str,
         value: Value,
     ) -> Result<(), TransportError> {
-        let request =
-            Request::SetValue { domain: domain.map(str::to_owned), key: key.to_owned(), value };
+        let request = Request::SetValue {
+            domain: domain.map(str::to_owned),
+            key: key.to_owned(),
+            value,
+        };
         let reply = self.call(request).await?;
         proto::check_reply("SetValue", &reply)?;
         Ok(())
@@ -140,19 +151,27 @@ impl Lockdown {
                 let buid = self.muxd.read_buid().await?;
                 let host_id = uuid_upper();
                 let mut record = pair::generate_pair_record(&key, host_id, buid, now)?;
-                record.wifi_mac_address = wifi.as_ref().and_then(Value::as_string).map(str::to_owned);
+                record.wifi_mac_address =
+                    wifi.as_ref().and_then(Value::as_string).map(str::to_owned);
                 record.udid = Some(self.device.udid.clone());
                 record
             }
         };
-        let request = Request::Pair { record: record.pair_request_dictionary(), host_name: host_name() };
+        let request = Request::Pair {
+            record: record.pair_request_dictionary(),
+            host_name: host_name(),
+        };
         let reply = self.call(request).await?;
         match proto::parse_pair(&reply) {
             Ok(escrow) => {
                 let mut record = record;
                 record.escrow_bag = escrow;
                 self.muxd
-                    .save_pair_record(&self.device.udid, Some(self.device.device_id), record.to_xml()?)
+                    .save_pair_record(
+                        &self.device.udid,
+                        Some(self.device.device_id),
+                        record.to_xml()?,
+                    )
                     .await?;
                 Ok(PairOutcome::Paired(Box::new(record)))
             }
@@ -186,11 +205,16 @@ impl Lockdown {
         let config = tls::host_client_config(record, pinning)?;
         if started.enable_ssl {
             let DeviceStream::Plain(stream) = self.conn.into_stream() else {
-                return Err(TransportError::UnexpectedMuxReply { request: "StartSession" });
+                return Err(TransportError::UnexpectedMuxReply {
+                    request: "StartSession",
+                });
             };
             self.conn = PlistConn::new(start_tls(stream, config.clone()).await?);
         }
-        self.session = Some(Session { id: started.session_id, tls: config });
+        self.session = Some(Session {
+            id: started.session_id,
+            tls: config,
+        });
         Ok(self)
     }
 
@@ -200,7 +224,10 @@ impl Lockdown {
         service: &str,
         escrow_bag: Option<Vec<u8>>,
     ) -> Result<PlistConn, TransportError> {
-        let request = Request::StartService { service: service.to_owned(), escrow_bag };
+        let request = Request::StartService {
+            service: service.to_owned(),
+            escrow_bag,
+        };
         let reply = self.call(request).await?;
         let ServiceStarted { port, enable_ssl } = proto::parse_start_service(&reply)?;
         let stream = self.muxd.connect(self.device.device_id, port).await?;
@@ -220,7 +247,13 @@ impl Lockdown {
 
     /// Says goodbye and closes the connection.
     pub async fn close(mut self) {
-        let _ = self.conn.send(&Value::Dictionary(Request::Goodbye.to_dict(LABEL)), proto::PlistFormat::Xml).await;
+        let _ = self
+            .conn
+            .send(
+                &Value::Dictionary(Request::Goodbye.to_dict(LABEL)),
+                proto::PlistFormat::Xml,
+            )
+            .await;
         let _ = tokio::time::timeout(Duration::from_secs(1), self.conn.recv()).await;
         let _ = self.conn.shutdown().await;
     }
@@ -231,5 +264,8 @@ fn uuid_upper() -> String {
 }
 
 fn host_name() -> Option<String> {
-    std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty())
 }

@@ -3,7 +3,8 @@
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use backupd_proto::usbmuxd::{
-    self, Address, ClientInfo, Device, HEADER_LEN, MAX_PACKET_LEN, Message, Packet, Request, ResultCode,
+    self, Address, ClientInfo, Device, HEADER_LEN, MAX_PACKET_LEN, Message, Packet, Request,
+    ResultCode,
 };
 
 use crate::error::TransportError;
@@ -37,7 +38,10 @@ pub struct Muxd {
 impl Muxd {
     /// A client for `address`.
     pub fn new(address: Address) -> Self {
-        Self { address, client: ClientInfo::default() }
+        Self {
+            address,
+            client: ClientInfo::default(),
+        }
     }
 
     /// The address this client talks to.
@@ -48,7 +52,10 @@ impl Muxd {
     async fn open(&self) -> Result<MuxStream, TransportError> {
         MuxStream::connect(&self.address)
             .await
-            .map_err(|source| TransportError::Muxer { address: self.address.to_string(), source })
+            .map_err(|source| TransportError::Muxer {
+                address: self.address.to_string(),
+                source,
+            })
     }
 
     async fn request(&self, request: &Request) -> Result<(MuxStream, Message), TransportError> {
@@ -73,8 +80,13 @@ impl Muxd {
     pub async fn list_devices(&self) -> Result<Vec<Device>, TransportError> {
         match self.request(&Request::ListDevices).await?.1 {
             Message::DeviceList(devices) => Ok(devices),
-            Message::Result(code) => Err(TransportError::MuxerResult { request: "ListDevices", code }),
-            _ => Err(TransportError::UnexpectedMuxReply { request: "ListDevices" }),
+            Message::Result(code) => Err(TransportError::MuxerResult {
+                request: "ListDevices",
+                code,
+            }),
+            _ => Err(TransportError::UnexpectedMuxReply {
+                request: "ListDevices",
+            }),
         }
     }
 
@@ -82,19 +94,28 @@ impl Muxd {
     pub async fn read_buid(&self) -> Result<String, TransportError> {
         match self.request(&Request::ReadBuid).await?.1 {
             Message::Buid(buid) => Ok(buid),
-            Message::Result(code) => Err(TransportError::MuxerResult { request: "ReadBUID", code }),
-            _ => Err(TransportError::UnexpectedMuxReply { request: "ReadBUID" }),
+            Message::Result(code) => Err(TransportError::MuxerResult {
+                request: "ReadBUID",
+                code,
+            }),
+            _ => Err(TransportError::UnexpectedMuxReply {
+                request: "ReadBUID",
+            }),
         }
     }
 
     /// The stored pair record for `udid`, or `None` when there is none.
     pub async fn read_pair_record(&self, udid: &str) -> Result<Option<Vec<u8>>, TransportError> {
-        let request = Request::ReadPairRecord { udid: udid.to_owned() };
+        let request = Request::ReadPairRecord {
+            udid: udid.to_owned(),
+        };
         match self.request(&request).await?.1 {
             Message::PairRecordData(data) => Ok(Some(data)),
             // usbmuxd answers a missing record with an errno (ENOENT) in the result.
             Message::Result(_) => Ok(None),
-            _ => Err(TransportError::UnexpectedMuxReply { request: "ReadPairRecord" }),
+            _ => Err(TransportError::UnexpectedMuxReply {
+                request: "ReadPairRecord",
+            }),
         }
     }
 
@@ -105,13 +126,19 @@ impl Muxd {
         device_id: Option<u32>,
         data: Vec<u8>,
     ) -> Result<(), TransportError> {
-        let request = Request::SavePairRecord { udid: udid.to_owned(), data, device_id };
+        let request = Request::SavePairRecord {
+            udid: udid.to_owned(),
+            data,
+            device_id,
+        };
         Self::check_result("SavePairRecord", self.request(&request).await?.1)
     }
 
     /// Deletes the pair record of `udid`.
     pub async fn delete_pair_record(&self, udid: &str) -> Result<(), TransportError> {
-        let request = Request::DeletePairRecord { udid: udid.to_owned() };
+        let request = Request::DeletePairRecord {
+            udid: udid.to_owned(),
+        };
         Self::check_result("DeletePairRecord", self.request(&request).await?.1)
     }
 

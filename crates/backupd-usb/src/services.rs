@@ -18,7 +18,11 @@ pub struct DiagnosticsRelay {
 impl DiagnosticsRelay {
     /// Starts the service on a lockdown session.
     pub async fn start(lockdown: &mut Lockdown) -> Result<Self, TransportError> {
-        Ok(Self { conn: lockdown.start_service(services::DIAGNOSTICS_RELAY, None).await? })
+        Ok(Self {
+            conn: lockdown
+                .start_service(services::DIAGNOSTICS_RELAY, None)
+                .await?,
+        })
     }
 
     /// Properties of one IORegistry entry, by name or class; `None` when the device has no such entry.
@@ -38,15 +42,22 @@ impl DiagnosticsRelay {
 
     /// The Wi-Fi interface's properties: by entry name on current iPhones, by class on older ones.
     pub async fn wifi_interface(&mut self) -> Result<Option<Dictionary>, TransportError> {
-        if let Some(entry) = self.ioregistry(Some(services::WIFI_ENTRY_NAME), None).await? {
+        if let Some(entry) = self
+            .ioregistry(Some(services::WIFI_ENTRY_NAME), None)
+            .await?
+        {
             return Ok(Some(entry));
         }
-        self.ioregistry(None, Some(services::WIFI_ENTRY_CLASS)).await
+        self.ioregistry(None, Some(services::WIFI_ENTRY_CLASS))
+            .await
     }
 
     /// Ends the conversation politely.
     pub async fn goodbye(mut self) {
-        let _ = self.conn.request(diagnostics::Request::Goodbye.to_dict()).await;
+        let _ = self
+            .conn
+            .request(diagnostics::Request::Goodbye.to_dict())
+            .await;
     }
 }
 
@@ -59,15 +70,25 @@ pub struct InstallationProxy {
 impl InstallationProxy {
     /// Starts the service on a lockdown session.
     pub async fn start(lockdown: &mut Lockdown) -> Result<Self, TransportError> {
-        Ok(Self { conn: lockdown.start_service(services::INSTALLATION_PROXY, None).await? })
+        Ok(Self {
+            conn: lockdown
+                .start_service(services::INSTALLATION_PROXY, None)
+                .await?,
+        })
     }
 
     fn attributes() -> Vec<String> {
-        instproxy::RETURN_ATTRIBUTES.iter().map(|s| (*s).to_owned()).collect()
+        instproxy::RETURN_ATTRIBUTES
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
     }
 
     /// Looks up apps by bundle id; absent apps are simply not in the answer.
-    pub async fn lookup(&mut self, bundle_ids: &[&str]) -> Result<Vec<instproxy::App>, TransportError> {
+    pub async fn lookup(
+        &mut self,
+        bundle_ids: &[&str],
+    ) -> Result<Vec<instproxy::App>, TransportError> {
         let request = instproxy::Request::Lookup {
             bundle_ids: bundle_ids.iter().map(|s| (*s).to_owned()).collect(),
             attributes: Self::attributes(),
@@ -85,7 +106,9 @@ impl InstallationProxy {
             application_type: "User".into(),
             attributes: Self::attributes(),
         };
-        self.conn.send(&Value::Dictionary(request.to_dict()), PlistFormat::Xml).await?;
+        self.conn
+            .send(&Value::Dictionary(request.to_dict()), PlistFormat::Xml)
+            .await?;
         let mut apps = Vec::new();
         loop {
             match instproxy::parse_browse_frame(&self.conn.recv().await?)? {
@@ -108,21 +131,29 @@ pub struct NotificationProxy {
 impl NotificationProxy {
     /// Starts the service on a lockdown session.
     pub async fn start(lockdown: &mut Lockdown) -> Result<Self, TransportError> {
-        Ok(Self { conn: lockdown.start_service(services::NOTIFICATION_PROXY, None).await? })
+        Ok(Self {
+            conn: lockdown
+                .start_service(services::NOTIFICATION_PROXY, None)
+                .await?,
+        })
     }
 
     async fn send(&mut self, request: notification::Request) -> Result<(), TransportError> {
-        self.conn.send(&Value::Dictionary(request.to_dict()), PlistFormat::Xml).await
+        self.conn
+            .send(&Value::Dictionary(request.to_dict()), PlistFormat::Xml)
+            .await
     }
 
     /// Asks to be told when `name` is posted.
     pub async fn observe(&mut self, name: &str) -> Result<(), TransportError> {
-        self.send(notification::Request::Observe(name.to_owned())).await
+        self.send(notification::Request::Observe(name.to_owned()))
+            .await
     }
 
     /// Posts `name` on the device.
     pub async fn post(&mut self, name: &str) -> Result<(), TransportError> {
-        self.send(notification::Request::Post(name.to_owned())).await
+        self.send(notification::Request::Post(name.to_owned()))
+            .await
     }
 
     /// The next relayed notification or the proxy's death.

@@ -72,28 +72,43 @@ impl Pairing {
                 Ok(record) => {
                     let lockdown = Lockdown::connect(muxd, device).await?;
                     match lockdown.start_session(&record, pinning).await {
-                        Ok(lockdown) => return Ok(Trusted { lockdown, record, newly_paired: false }),
+                        Ok(lockdown) => {
+                            return Ok(Trusted {
+                                lockdown,
+                                record,
+                                newly_paired: false,
+                            });
+                        }
                         Err(e) if e.device_error() == Some(&DeviceError::InvalidHostID) => {
                             tracing::info!(udid = %device.udid, "phone forgot this host; pairing again");
                         }
                         Err(e) => return Err(e.into()),
                     }
                 }
-                Err(e) => tracing::warn!(udid = %device.udid, error = %e, "stored pair record unreadable; pairing again"),
+                Err(e) => {
+                    tracing::warn!(udid = %device.udid, error = %e, "stored pair record unreadable; pairing again")
+                }
             }
         }
         let mut lockdown = Lockdown::connect(muxd, device).await?;
         match lockdown.pair(&mut self.pending, now).await? {
             PairOutcome::Paired(record) => {
                 let lockdown = Lockdown::connect(muxd, device).await?;
-                let lockdown = lockdown.start_session(&record, pinning).await.map_err(|e| {
-                    if e.device_error() == Some(&DeviceError::InvalidHostID) {
-                        TrustProblem::InvalidHost
-                    } else {
-                        TrustProblem::Failed(e)
-                    }
-                })?;
-                Ok(Trusted { lockdown, record: *record, newly_paired: true })
+                let lockdown = lockdown
+                    .start_session(&record, pinning)
+                    .await
+                    .map_err(|e| {
+                        if e.device_error() == Some(&DeviceError::InvalidHostID) {
+                            TrustProblem::InvalidHost
+                        } else {
+                            TrustProblem::Failed(e)
+                        }
+                    })?;
+                Ok(Trusted {
+                    lockdown,
+                    record: *record,
+                    newly_paired: true,
+                })
             }
             PairOutcome::Pending => Err(TrustProblem::Pending),
             PairOutcome::Denied => Err(TrustProblem::Denied),
