@@ -170,6 +170,11 @@ impl Phone {
         self.save_trusted(&st);
     }
 
+    /// The HostIDs the phone trusts.
+    pub fn trusted_hosts(&self) -> Vec<String> {
+        self.state().trusted.keys().cloned().collect()
+    }
+
     /// Posts a notification to every observer.
     pub fn post_notification(&self, name: &str) {
         let _ = self.notifications.send(name.to_owned());
