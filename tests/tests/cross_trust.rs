@@ -93,7 +93,7 @@ async fn a_record_made_by_our_client_works_for_ideviceinfo_and_pymobiledevice3()
     let hosts = rig.sim.muxd().phone(UDID).expect("phone").trusted_hosts();
     assert_eq!(
         hosts,
-        [ours.record.host_id.clone()],
+        std::slice::from_ref(&ours.record.host_id),
         "nobody paired a second time"
     );
 }

@@ -78,7 +78,7 @@ async fn idevicepair_pairs_after_the_trust_tap_then_validates() {
         .phone(HEALTHY_UDID)
         .expect("phone")
         .trusted_hosts();
-    assert_eq!(trusted, [record.host_id.clone()]);
+    assert_eq!(trusted, std::slice::from_ref(&record.host_id));
     assert_eq!(record.escrow_bag.map(|b| b.len()), Some(32));
 }
 

@@ -361,7 +361,7 @@ pub mod instproxy {
                 ]
                 .iter()
                 .any(|k| {
-                    e.get(*k)
+                    e.get(k)
                         .is_some_and(|v| v.as_array().is_none_or(|a| !a.is_empty()))
                 })
             });

@@ -770,14 +770,14 @@ impl Address {
         if s.starts_with('/') || s.starts_with('.') {
             return Self::Unix(s.into());
         }
-        if let Some((host, port)) = s.rsplit_once(':') {
-            if let Ok(port) = port.parse::<u16>() {
-                let host = host.trim_start_matches('[').trim_end_matches(']');
-                return Self::Tcp {
-                    host: host.to_owned(),
-                    port,
-                };
-            }
+        if let Some((host, port)) = s.rsplit_once(':')
+            && let Ok(port) = port.parse::<u16>()
+        {
+            let host = host.trim_start_matches('[').trim_end_matches(']');
+            return Self::Tcp {
+                host: host.to_owned(),
+                port,
+            };
         }
         Self::Unix(s.into())
     }

@@ -162,12 +162,11 @@ impl Muxd {
     /// The host's SystemBUID, made on first use and kept in `SystemConfiguration.plist` as usbmuxd does.
     pub fn buid(&self) -> std::io::Result<String> {
         let path = self.pair_dir.join("SystemConfiguration.plist");
-        if let Ok(bytes) = std::fs::read(&path) {
-            if let Ok(plist::Value::Dictionary(d)) = backupd_proto::plist_util::parse(&bytes) {
-                if let Some(b) = d.get("SystemBUID").and_then(plist::Value::as_string) {
-                    return Ok(b.to_owned());
-                }
-            }
+        if let Ok(bytes) = std::fs::read(&path)
+            && let Ok(plist::Value::Dictionary(d)) = backupd_proto::plist_util::parse(&bytes)
+            && let Some(b) = d.get("SystemBUID").and_then(plist::Value::as_string)
+        {
+            return Ok(b.to_owned());
         }
         let buid = uuid::Uuid::new_v4().to_string().to_uppercase();
         let mut d = plist::Dictionary::new();

@@ -268,21 +268,13 @@ impl Phone {
             let Some(dict) = value.as_dictionary() else {
                 return;
             };
-            let request = match Request::from_dict(dict) {
-                Ok(r) => r,
-                Err(_) => {
-                    let name = dict.str_key("Request").unwrap_or("Unknown").to_owned();
-                    if write_plist(
-                        &mut conn,
-                        &ld::reply_error(&name, &DeviceError::InvalidResponse),
-                    )
-                    .await
-                    .is_err()
-                    {
-                        return;
-                    }
-                    continue;
+            let Ok(request) = Request::from_dict(dict) else {
+                let name = dict.str_key("Request").unwrap_or("Unknown").to_owned();
+                let reply = ld::reply_error(&name, &DeviceError::InvalidResponse);
+                if write_plist(&mut conn, &reply).await.is_err() {
+                    return;
                 }
+                continue;
             };
             tracing::debug!(
                 udid = self.udid(),

@@ -85,7 +85,7 @@ impl Lockdown {
     }
 
     async fn call(&mut self, request: Request) -> Result<Value, TransportError> {
-        Ok(self.conn.request(request.to_dict(LABEL)).await?)
+        self.conn.request(request.to_dict(LABEL)).await
     }
 
     /// `QueryType`; lockdownd answers `com.apple.mobile.lockdown`.
