@@ -1,0 +1,580 @@
+//! The checks: each looks at a few facts and says pass, problem or unknown, with the evidence.
+//!
+//! Text and remedy lists live in the catalog; this module only decides outcomes, evidence, placeholder values and
+//! (for a few checks) which variant of the remedies applies.
+
+use std::collections::BTreeMap;
+
+use crate::catalog::{self, Catalog};
+use crate::config::RulesConfig;
+use crate::diagnosis::{
+    Arg, CheckId, CheckResult, Diagnosis, Escalation, EscalationStage, Evidence, Finding, Message,
+    Outcome, StageId,
+};
+use crate::facts::{
+    App, Fact, HostFacts, HostOs, LocalBackup, PairingState, Snapshot, Source, UnknownReason,
+    UsbmuxdStatus, WHATSAPP_BUNDLE_ID,
+};
+use crate::render;
+use crate::time::{SECS_PER_DAY, Timestamp};
+
+/// The checks whose passing means the first guide's simple causes are ruled out.
+const SIMPLE_CHECKS: &[CheckId] = &[
+    CheckId::WifiNotConnected,
+    CheckId::IcloudStorageLikelyInsufficient,
+    CheckId::PowerNotCharging,
+    CheckId::IcloudBackupDisabled,
+    CheckId::DeviceStorageLow,
+];
+
+const LINUX: &str = "linux";
+const LINUX_UNREACHABLE: &str = "linux_unreachable";
+const MACOS: &str = "macos";
+const VERIFIED: &str = "verified";
+const UNVERIFIED: &str = "unverified";
+const OFFERED: &str = "offered";
+
+
+struct Ctx<'a> {
+    phone: &'a Snapshot,
+    host: &'a HostFacts,
+    now: Timestamp,
+    config: &'a RulesConfig,
+}
+
+/// What one check concluded, before the catalog turns it into a result and maybe a finding.
+struct Eval {
+    outcome: Outcome,
+    evidence: Vec<Evidence>,
+    args: BTreeMap<String, Arg>,
+    variant: Option<&'static str>,
+}
+
+impl Eval {
+    fn new(outcome: Outcome, evidence: Vec<Evidence>) -> Self {
+        Self {
+            outcome,
+            evidence,
+            args: BTreeMap::new(),
+            variant: None,
+        }
+    }
+
+    fn arg(mut self, name: &str, value: Arg) -> Self {
+        self.args.insert(name.to_owned(), value);
+        self
+    }
+
+    fn variant(mut self, variant: &'static str) -> Self {
+        self.variant = Some(variant);
+        self
+    }
+}
+
+pub(crate) fn diagnose(
+    phone: &Snapshot,
+    host: &HostFacts,
+    now: Timestamp,
+    config: &RulesConfig,
+) -> Diagnosis {
+    let ctx = Ctx {
+        phone,
+        host,
+        now,
+        config,
+    };
+    let catalog = catalog::catalog();
+    let mut checks = Vec::new();
+    let mut findings = Vec::new();
+    for &id in CheckId::ALL {
+        let Some(eval) = evaluate(id, &ctx) else {
+            continue;
+        };
+        let def = catalog.check(id);
+        let manual = match (eval.outcome, def) {
+            (Outcome::Unknown, Some(def)) => catalog.steps(def.manual(), &eval.args),
+            _ => Vec::new(),
+        };
+        if let (Outcome::Problem, Some(def)) = (eval.outcome, def) {
+            findings.push(Finding {
+                id,
+                severity: def.severity,
+                title: Message::with_args(format!("{id}.title"), eval.args.clone()),
+                explanation: Message::with_args(format!("{id}.why"), eval.args.clone()),
+                evidence: eval.evidence.clone(),
+                remedies: catalog.steps(def.remedies(eval.variant), &eval.args),
+            });
+        }
+        checks.push(CheckResult {
+            id,
+            outcome: eval.outcome,
+            label: Message::new(format!("{id}.label")),
+            evidence: eval.evidence,
+            manual,
+        });
+    }
+    let escalation = escalation(&ctx, &checks, catalog);
+    Diagnosis {
+        checks,
+        findings,
+        escalation,
+    }
+}
+
+fn evaluate(id: CheckId, ctx: &Ctx<'_>) -> Option<Eval> {
+    let phone = ctx.phone;
+    let host = ctx.host;
+    match id {
+        CheckId::UsbmuxdUnavailable => Some(usbmuxd(host)),
+        CheckId::PairingTrustPending => Some(pairing(phone, PairingState::TrustPending)),
+        CheckId::PairingPasscodeRequired => Some(pairing(phone, PairingState::PasscodeRequired)),
+        CheckId::PairingDenied => Some(pairing(phone, PairingState::Denied)),
+        CheckId::PairingInvalidHost => Some(pairing(phone, PairingState::InvalidHost)),
+        CheckId::WifiNotConnected => Some(wifi(phone)),
+        CheckId::IcloudStorageLikelyInsufficient => Some(icloud_storage(phone, ctx.config)),
+        CheckId::PowerNotCharging => Some(power(phone)),
+        CheckId::IcloudBackupDisabled => Some(flag(
+            "icloud_backup_enabled",
+            &phone.icloud_backup_enabled,
+            false,
+        )),
+        CheckId::IcloudBackupStale => Some(icloud_stale(ctx)),
+        CheckId::DeviceStorageLow => Some(phone_storage(phone, ctx.config)),
+        CheckId::WhatsappIcloudBackup => Some(whatsapp(phone)),
+        CheckId::BackupLocalMissing => Some(local_missing(host)),
+        CheckId::BackupLocalStale => local_stale(ctx),
+        CheckId::BackupEncryptionOn => Some(encryption(phone, host)),
+        CheckId::BackupUnfinishedLeftover => Some(flag(
+            "unfinished_backup",
+            &host.unfinished_backup,
+            true,
+        )),
+        CheckId::HostDiskInsufficient => Some(host_disk(phone, host)),
+    }
+}
+
+fn usbmuxd(host: &HostFacts) -> Eval {
+    let evidence = vec![
+        fact_evidence("usbmuxd", &host.usbmuxd, |s| {
+            match s {
+                UsbmuxdStatus::Reachable => "reachable",
+                UsbmuxdStatus::NotRunning => "not_running",
+                UsbmuxdStatus::Unreachable => "unreachable",
+            }
+            .to_owned()
+        }),
+        fact_evidence("host_os", &host.os, |os| {
+            match os {
+                HostOs::Linux => "linux",
+                HostOs::Macos => "macos",
+                HostOs::Other => "other",
+            }
+            .to_owned()
+        }),
+    ];
+    let status = match host.usbmuxd.value() {
+        None => return Eval::new(Outcome::Unknown, evidence),
+        Some(UsbmuxdStatus::Reachable) => return Eval::new(Outcome::Pass, evidence),
+        Some(status) => *status,
+    };
+    let eval = Eval::new(Outcome::Problem, evidence);
+    // Which way to start usbmuxd depends on the OS; an unknown OS gets the default list, which covers both.
+    match (host.os.value(), status) {
+        (Some(HostOs::Macos), _) => eval.variant(MACOS),
+        (Some(HostOs::Linux), UsbmuxdStatus::Unreachable) => eval.variant(LINUX_UNREACHABLE),
+        (Some(HostOs::Linux), _) => eval.variant(LINUX),
+        _ => eval,
+    }
+}
+
+fn pairing(phone: &Snapshot, problem: PairingState) -> Eval {
+    let evidence = vec![fact_evidence("pairing", &phone.pairing, |p| {
+        match p {
+            PairingState::Paired => "paired",
+            PairingState::TrustPending => "trust_pending",
+            PairingState::PasscodeRequired => "passcode_required",
+            PairingState::Denied => "denied",
+            PairingState::InvalidHost => "invalid_host",
+        }
+        .to_owned()
+    })];
+    match phone.pairing.value() {
+        None => Eval::new(Outcome::Unknown, evidence),
+        Some(state) if *state == problem => Eval::new(Outcome::Problem, evidence),
+        Some(_) => Eval::new(Outcome::Pass, evidence),
+    }
+}
+
+fn wifi(phone: &Snapshot) -> Eval {
+    let mut evidence = vec![fact_evidence("wifi_associated", &phone.wifi, |w| {
+        w.associated.to_string()
+    })];
+    if let Some(ssid) = phone.wifi.value().and_then(|w| w.ssid.as_ref()) {
+        evidence.push(evidence_of("wifi_ssid", ssid.clone(), phone.wifi.source()));
+    }
+    match phone.wifi.value() {
+        None => Eval::new(Outcome::Unknown, evidence),
+        Some(w) if w.associated => Eval::new(Outcome::Pass, evidence),
+        Some(_) => Eval::new(Outcome::Problem, evidence),
+    }
+}
+
+fn icloud_storage(phone: &Snapshot, config: &RulesConfig) -> Eval {
+    let mut evidence = vec![
+        fact_evidence("data_capacity", &phone.data_capacity, |b| bytes(*b)),
+        fact_evidence("data_available", &phone.data_available, |b| bytes(*b)),
+    ];
+    let quota = config.icloud_quota_bytes;
+    let Some(estimate) = phone.used_data() else {
+        return Eval::new(Outcome::Unknown, evidence).arg("quota", Arg::Bytes(quota));
+    };
+    evidence.push(Evidence {
+        fact: "icloud_backup_estimate".to_owned(),
+        value: format!("<= {}", bytes(estimate)),
+        unknown: None,
+        source: Source::derived("TotalDataCapacity - TotalDataAvailable"),
+    });
+    evidence.push(Evidence {
+        fact: "icloud_quota".to_owned(),
+        value: bytes(quota),
+        unknown: None,
+        source: Source::config("icloud_quota_bytes"),
+    });
+    // Say in the evidence itself that the real quota and its use were not read: nothing over USB reports them.
+    evidence.push(Evidence {
+        fact: "icloud_quota_used".to_owned(),
+        value: "unknown".to_owned(),
+        unknown: Some(UnknownReason::NotAvailableOverUsb),
+        source: Source::Unobservable,
+    });
+    let outcome = if estimate > quota {
+        Outcome::Problem
+    } else {
+        Outcome::Pass
+    };
+    Eval::new(outcome, evidence)
+        .arg("estimate", Arg::Bytes(estimate))
+        .arg("quota", Arg::Bytes(quota))
+}
+
+fn power(phone: &Snapshot) -> Eval {
+    let evidence = vec![
+        fact_evidence("external_power", &phone.external_power, bool::to_string),
+        fact_evidence("battery_charging", &phone.battery_charging, bool::to_string),
+        fact_evidence("battery_level", &phone.battery_level, |p| format!("{p}%")),
+    ];
+    // A charging battery proves external power even when ExternalConnected was not read.
+    let outcome = match (phone.external_power.value(), phone.battery_charging.value()) {
+        (Some(true), _) | (_, Some(true)) => Outcome::Pass,
+        (Some(false), _) => Outcome::Problem,
+        (None, _) => Outcome::Unknown,
+    };
+    Eval::new(outcome, evidence)
+}
+
+/// A yes/no fact where `bad` is the problem value.
+fn flag(name: &str, fact: &Fact<bool>, bad: bool) -> Eval {
+    let evidence = vec![fact_evidence(name, fact, bool::to_string)];
+    match fact.value() {
+        None => Eval::new(Outcome::Unknown, evidence),
+        Some(v) if *v == bad => Eval::new(Outcome::Problem, evidence),
+        Some(_) => Eval::new(Outcome::Pass, evidence),
+    }
+}
+
+fn icloud_stale(ctx: &Ctx<'_>) -> Eval {
+    let max_days = ctx.config.icloud_backup_max_age_days;
+    let fact = &ctx.phone.last_icloud_backup;
+    let mut evidence = vec![fact_evidence("last_icloud_backup", fact, |d| match d {
+        Some(t) => t.rfc3339(),
+        None => "never".to_owned(),
+    })];
+    evidence.push(config_evidence(
+        "icloud_backup_max_age_days",
+        max_days.to_string(),
+    ));
+    let eval = |outcome, evidence| {
+        Eval::new(outcome, evidence).arg("max_days", Arg::Count(u64::from(max_days)))
+    };
+    match fact.value() {
+        None => eval(Outcome::Unknown, evidence),
+        Some(None) => eval(Outcome::Problem, evidence),
+        Some(Some(date)) => {
+            let age = ctx.now.days_since(*date);
+            evidence.push(Evidence {
+                fact: "icloud_backup_age_days".to_owned(),
+                value: age.to_string(),
+                unknown: None,
+                source: Source::derived("now - LastCloudBackupDate"),
+            });
+            let outcome = if older_than(ctx.now, *date, max_days) {
+                Outcome::Problem
+            } else {
+                Outcome::Pass
+            };
+            eval(outcome, evidence)
+        }
+    }
+}
+
+fn phone_storage(phone: &Snapshot, config: &RulesConfig) -> Eval {
+    let min = config.phone_min_free_bytes;
+    let evidence = vec![
+        fact_evidence("data_available", &phone.data_available, |b| bytes(*b)),
+        config_evidence("phone_min_free_bytes", bytes(min)),
+    ];
+    let Some(available) = phone.data_available.value() else {
+        return Eval::new(Outcome::Unknown, evidence).arg("min", Arg::Bytes(min));
+    };
+    let outcome = if *available < min {
+        Outcome::Problem
+    } else {
+        Outcome::Pass
+    };
+    Eval::new(outcome, evidence)
+        .arg("available", Arg::Bytes(*available))
+        .arg("min", Arg::Bytes(min))
+}
+
+fn whatsapp(phone: &Snapshot) -> Eval {
+    fn find(apps: &[App]) -> Option<&App> {
+        apps.iter().find(|a| a.bundle_id == WHATSAPP_BUNDLE_ID)
+    }
+    let mut evidence = vec![fact_evidence("whatsapp_installed", &phone.apps, |apps| {
+        find(apps).is_some().to_string()
+    })];
+    let Some(apps) = phone.apps.value() else {
+        return Eval::new(Outcome::Unknown, evidence);
+    };
+    let Some(app) = find(apps) else {
+        return Eval::new(Outcome::Pass, evidence);
+    };
+    let source = phone.apps.source();
+    if let Some(version) = &app.version {
+        evidence.push(evidence_of("whatsapp_version", version.clone(), source));
+    }
+    evidence.push(fact_evidence(
+        "whatsapp_icloud_containers",
+        &app.icloud_containers,
+        bool::to_string,
+    ));
+    Eval::new(Outcome::Problem, evidence)
+}
+
+fn local_backup_evidence(host: &HostFacts) -> Evidence {
+    fact_evidence("newest_local_backup", &host.local_backup, |b| match b {
+        Some(b) => format!(
+            "{} verified={} encrypted={}",
+            b.date.rfc3339(),
+            b.verified,
+            b.encrypted
+        ),
+        None => "none".to_owned(),
+    })
+}
+
+fn local_missing(host: &HostFacts) -> Eval {
+    let evidence = vec![local_backup_evidence(host)];
+    match host.local_backup.value() {
+        None => Eval::new(Outcome::Unknown, evidence),
+        Some(None) => Eval::new(Outcome::Problem, evidence),
+        Some(Some(_)) => Eval::new(Outcome::Pass, evidence),
+    }
+}
+
+/// Runs only when a local backup exists (or might): with none, `backup.local_missing` already says so.
+fn local_stale(ctx: &Ctx<'_>) -> Option<Eval> {
+    let max_days = ctx.config.local_backup_max_age_days;
+    let mut evidence = vec![
+        local_backup_evidence(ctx.host),
+        config_evidence("local_backup_max_age_days", max_days.to_string()),
+    ];
+    let eval = |outcome, evidence| {
+        Eval::new(outcome, evidence).arg("max_days", Arg::Count(u64::from(max_days)))
+    };
+    match ctx.host.local_backup.value() {
+        None => Some(eval(Outcome::Unknown, evidence)),
+        Some(None) => None,
+        Some(Some(backup)) => {
+            evidence.push(Evidence {
+                fact: "local_backup_age_days".to_owned(),
+                value: ctx.now.days_since(backup.date).to_string(),
+                unknown: None,
+                source: Source::derived("now - Status.plist Date"),
+            });
+            let outcome = if older_than(ctx.now, backup.date, max_days) {
+                Outcome::Problem
+            } else {
+                Outcome::Pass
+            };
+            Some(eval(outcome, evidence).arg("date", Arg::Date(backup.date)))
+        }
+    }
+}
+
+fn encryption(phone: &Snapshot, host: &HostFacts) -> Eval {
+    let evidence = vec![
+        fact_evidence("will_encrypt", &phone.will_encrypt, bool::to_string),
+        local_backup_evidence(host),
+    ];
+    let local_encrypted = host
+        .local_backup
+        .value()
+        .and_then(|b| b.as_ref())
+        .map(|b| b.encrypted);
+    // WillEncrypt decides the next backup; an encrypted backup already on disk needs its password all the same.
+    let outcome = match (phone.will_encrypt.value(), local_encrypted) {
+        (Some(true), _) | (_, Some(true)) => Outcome::Problem,
+        (Some(false), _) => Outcome::Pass,
+        (None, _) => Outcome::Unknown,
+    };
+    Eval::new(outcome, evidence)
+}
+
+fn host_disk(phone: &Snapshot, host: &HostFacts) -> Eval {
+    let evidence = vec![
+        fact_evidence("backup_dir_free", &host.backup_dir_free, |b| bytes(*b)),
+        fact_evidence("data_capacity", &phone.data_capacity, |b| bytes(*b)),
+        fact_evidence("data_available", &phone.data_available, |b| bytes(*b)),
+    ];
+    let (Some(free), Some(used)) = (host.backup_dir_free.value(), phone.used_data()) else {
+        return Eval::new(Outcome::Unknown, evidence);
+    };
+    let outcome = if *free < used {
+        Outcome::Problem
+    } else {
+        Outcome::Pass
+    };
+    Eval::new(outcome, evidence)
+        .arg("free", Arg::Bytes(*free))
+        .arg("needed", Arg::Bytes(used))
+}
+
+fn escalation(ctx: &Ctx<'_>, checks: &[CheckResult], catalog: &Catalog) -> Escalation {
+    let simple_checks_passed = SIMPLE_CHECKS.iter().all(|id| {
+        checks
+            .iter()
+            .any(|c| c.id == *id && c.outcome == Outcome::Pass)
+    });
+    let backup: Option<&LocalBackup> = ctx.host.local_backup.value().and_then(Option::as_ref);
+    let dfu_offered = backup.is_some_and(|b| {
+        b.verified && !older_than(ctx.now, b.date, ctx.config.dfu_backup_max_age_days)
+    });
+    let mut args = BTreeMap::new();
+    if let Some(b) = backup {
+        args.insert("date".to_owned(), Arg::Date(b.date));
+    }
+    args.insert(
+        "dfu_max_hours".to_owned(),
+        Arg::Count(u64::from(ctx.config.dfu_backup_max_age_days).saturating_mul(24)),
+    );
+    let stages = StageId::ALL
+        .iter()
+        .map(|&id| {
+            let variant = match id {
+                StageId::LocalBackup => backup.map(|b| if b.verified { VERIFIED } else { UNVERIFIED }),
+                StageId::DfuRestore => dfu_offered.then_some(OFFERED),
+                StageId::IcloudSignOut | StageId::ResetSettings => None,
+            };
+            let steps = catalog
+                .stage(id)
+                .map(|def| catalog.steps(def.steps(variant), &args))
+                .unwrap_or_default();
+            EscalationStage {
+                id,
+                title: Message::with_args(format!("{id}.title"), args.clone()),
+                explanation: Message::with_args(format!("{id}.why"), args.clone()),
+                steps,
+            }
+        })
+        .collect();
+    Escalation {
+        simple_checks_passed,
+        dfu_offered,
+        stages,
+    }
+}
+
+/// Whether `date` is more than `max_days` whole days before `now`.
+fn older_than(now: Timestamp, date: Timestamp, max_days: u32) -> bool {
+    let limit = u64::from(max_days).saturating_mul(SECS_PER_DAY.unsigned_abs());
+    now.secs_since(date) > limit
+}
+
+fn bytes(b: u64) -> String {
+    format!("{} ({b} B)", render::bytes(b, '.'))
+}
+
+fn fact_evidence<T>(name: &str, fact: &Fact<T>, show: impl FnOnce(&T) -> String) -> Evidence {
+    match fact {
+        Fact::Known { value, source } => evidence_of(name, show(value), source),
+        Fact::Unknown { reason, source } => Evidence {
+            fact: name.to_owned(),
+            value: "unknown".to_owned(),
+            unknown: Some(*reason),
+            source: source.clone(),
+        },
+    }
+}
+
+fn evidence_of(name: &str, value: String, source: &Source) -> Evidence {
+    Evidence {
+        fact: name.to_owned(),
+        value,
+        unknown: None,
+        source: source.clone(),
+    }
+}
+
+fn config_evidence(key: &str, value: String) -> Evidence {
+    Evidence {
+        fact: key.to_owned(),
+        value,
+        unknown: None,
+        source: Source::config(key),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+// Every remedy or stage variant the code may ask the catalog for, by owner; a test checks each exists.
+const VARIANTS: &[(&str, &str)] = &[
+    ("host.usbmuxd_unavailable", LINUX),
+    ("host.usbmuxd_unavailable", LINUX_UNREACHABLE),
+    ("host.usbmuxd_unavailable", MACOS),
+    ("escalation.local_backup", VERIFIED),
+    ("escalation.local_backup", UNVERIFIED),
+    ("escalation.dfu_restore", OFFERED),
+];
+
+    #[test]
+    fn every_variant_the_code_asks_for_exists() {
+        let catalog = catalog::catalog();
+        for (owner, variant) in VARIANTS {
+            let found = CheckId::ALL
+                .iter()
+                .find(|id| id.as_str() == *owner)
+                .and_then(|id| catalog.check(*id))
+                .map(|def| def.remedies(Some(variant)) != def.remedies(None))
+                .or_else(|| {
+                    StageId::ALL
+                        .iter()
+                        .find(|id| id.as_str() == *owner)
+                        .and_then(|id| catalog.stage(*id))
+                        .map(|def| def.steps(Some(variant)) != def.steps(None))
+                });
+            assert_eq!(found, Some(true), "{owner} variant {variant}");
+        }
+    }
+
+    #[test]
+    fn older_than_counts_whole_days() {
+        let now = Timestamp::from_unix_secs(10 * 86_400);
+        assert!(!older_than(now, Timestamp::from_unix_secs(3 * 86_400), 7));
+        assert!(older_than(now, Timestamp::from_unix_secs(3 * 86_400 - 1), 7));
+        assert!(!older_than(now, Timestamp::from_unix_secs(i64::MAX), 0));
+        assert!(older_than(now, Timestamp::from_unix_secs(i64::MIN), u32::MAX));
+    }
+}
