@@ -319,8 +319,14 @@ impl Catalog {
                     });
                 }
             }
-            let en: Vec<String> = placeholders(&text.en).into_iter().map(str::to_owned).collect();
-            let it: Vec<String> = placeholders(&text.it).into_iter().map(str::to_owned).collect();
+            let en: Vec<String> = placeholders(&text.en)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            let it: Vec<String> = placeholders(&text.it)
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
             if en != it {
                 return Err(CatalogError::Placeholders { key, en, it });
             }
@@ -378,19 +384,21 @@ impl Catalog {
 
         let mut used = BTreeSet::new();
         let mut variants = BTreeSet::new();
-        let use_steps =
-            |owner: &str, list: &[String], used: &mut BTreeSet<String>| -> Result<(), CatalogError> {
-                for step in list {
-                    if !origins.contains_key(step) {
-                        return Err(CatalogError::UnknownStep {
-                            owner: owner.to_owned(),
-                            step: step.clone(),
-                        });
-                    }
-                    used.insert(step.clone());
+        let use_steps = |owner: &str,
+                         list: &[String],
+                         used: &mut BTreeSet<String>|
+         -> Result<(), CatalogError> {
+            for step in list {
+                if !origins.contains_key(step) {
+                    return Err(CatalogError::UnknownStep {
+                        owner: owner.to_owned(),
+                        step: step.clone(),
+                    });
                 }
-                Ok(())
-            };
+                used.insert(step.clone());
+            }
+            Ok(())
+        };
 
         let mut checks = Vec::new();
         for check in raw.check {
@@ -463,11 +471,17 @@ impl Catalog {
     }
 
     pub(crate) fn check(&self, id: CheckId) -> Option<&CheckDef> {
-        self.checks.iter().find(|(c, _)| *c == id).map(|(_, def)| def)
+        self.checks
+            .iter()
+            .find(|(c, _)| *c == id)
+            .map(|(_, def)| def)
     }
 
     pub(crate) fn stage(&self, id: StageId) -> Option<&StageDef> {
-        self.stages.iter().find(|(s, _)| *s == id).map(|(_, def)| def)
+        self.stages
+            .iter()
+            .find(|(s, _)| *s == id)
+            .map(|(_, def)| def)
     }
 
     /// The steps for `keys`, each with its origin and `args`.
@@ -529,7 +543,12 @@ impl Catalog {
             let _ = writeln!(out, "{}:\n", t("what_to_do"));
             self.markdown_steps(out, &def.remedies, lang);
             for (name, list) in &def.variants {
-                let _ = writeln!(out, "{} ({}):\n", t("what_to_do"), t(&format!("variant.{name}")));
+                let _ = writeln!(
+                    out,
+                    "{} ({}):\n",
+                    t("what_to_do"),
+                    t(&format!("variant.{name}"))
+                );
                 self.markdown_steps(out, list, lang);
             }
             let _ = writeln!(out, "{}:\n", t("doc.manual"));
@@ -620,7 +639,10 @@ mod tests {
         // A copy-paste of one language into the other would pass every other check.
         let catalog = catalog();
         for (key, text) in &catalog.texts {
-            let only_code = text.en.chars().all(|c| !c.is_alphabetic() || c.is_ascii_uppercase());
+            let only_code = text
+                .en
+                .chars()
+                .all(|c| !c.is_alphabetic() || c.is_ascii_uppercase());
             if !only_code && !key.starts_with("ui.variant.") {
                 assert_ne!(text.en, text.it, "{key} is not translated");
             }
@@ -628,7 +650,10 @@ mod tests {
     }
 
     fn broken(from: &str, to: &str) -> CatalogError {
-        assert!(SOURCE.contains(from), "fixture text `{from}` not in catalog");
+        assert!(
+            SOURCE.contains(from),
+            "fixture text `{from}` not in catalog"
+        );
         match Catalog::parse(&SOURCE.replacen(from, to, 1)) {
             Ok(_) => panic!("replacing `{from}` with `{to}` still parsed"),
             Err(e) => e,
@@ -654,7 +679,10 @@ mod tests {
             CatalogError::BadOrigin { .. }
         ));
         assert!(matches!(
-            broken("seed = \"001_aca6c7205cd1f5de.txt\", section", "seed = \"002.txt\", section"),
+            broken(
+                "seed = \"001_aca6c7205cd1f5de.txt\", section",
+                "seed = \"002.txt\", section"
+            ),
             CatalogError::UnknownGuide { .. }
         ));
     }
@@ -679,6 +707,9 @@ mod tests {
 
     #[test]
     fn missing_keys_render_visibly() {
-        assert_eq!(render("no.such.key", &BTreeMap::new(), Lang::En), "⟨no.such.key⟩");
+        assert_eq!(
+            render("no.such.key", &BTreeMap::new(), Lang::En),
+            "⟨no.such.key⟩"
+        );
     }
 }

@@ -34,7 +34,6 @@ const VERIFIED: &str = "verified";
 const UNVERIFIED: &str = "unverified";
 const OFFERED: &str = "offered";
 
-
 struct Ctx<'a> {
     phone: &'a Snapshot,
     host: &'a HostFacts,
@@ -144,11 +143,9 @@ fn evaluate(id: CheckId, ctx: &Ctx<'_>) -> Option<Eval> {
         CheckId::BackupLocalMissing => Some(local_missing(host)),
         CheckId::BackupLocalStale => local_stale(ctx),
         CheckId::BackupEncryptionOn => Some(encryption(phone, host)),
-        CheckId::BackupUnfinishedLeftover => Some(flag(
-            "unfinished_backup",
-            &host.unfinished_backup,
-            true,
-        )),
+        CheckId::BackupUnfinishedLeftover => {
+            Some(flag("unfinished_backup", &host.unfinished_backup, true))
+        }
         CheckId::HostDiskInsufficient => Some(host_disk(phone, host)),
     }
 }
@@ -472,7 +469,9 @@ fn escalation(ctx: &Ctx<'_>, checks: &[CheckResult], catalog: &Catalog) -> Escal
         .iter()
         .map(|&id| {
             let variant = match id {
-                StageId::LocalBackup => backup.map(|b| if b.verified { VERIFIED } else { UNVERIFIED }),
+                StageId::LocalBackup => {
+                    backup.map(|b| if b.verified { VERIFIED } else { UNVERIFIED })
+                }
                 StageId::DfuRestore => dfu_offered.then_some(OFFERED),
                 StageId::IcloudSignOut | StageId::ResetSettings => None,
             };
@@ -539,15 +538,15 @@ fn config_evidence(key: &str, value: String) -> Evidence {
 mod tests {
     use super::*;
 
-// Every remedy or stage variant the code may ask the catalog for, by owner; a test checks each exists.
-const VARIANTS: &[(&str, &str)] = &[
-    ("host.usbmuxd_unavailable", LINUX),
-    ("host.usbmuxd_unavailable", LINUX_UNREACHABLE),
-    ("host.usbmuxd_unavailable", MACOS),
-    ("escalation.local_backup", VERIFIED),
-    ("escalation.local_backup", UNVERIFIED),
-    ("escalation.dfu_restore", OFFERED),
-];
+    // Every remedy or stage variant the code may ask the catalog for, by owner; a test checks each exists.
+    const VARIANTS: &[(&str, &str)] = &[
+        ("host.usbmuxd_unavailable", LINUX),
+        ("host.usbmuxd_unavailable", LINUX_UNREACHABLE),
+        ("host.usbmuxd_unavailable", MACOS),
+        ("escalation.local_backup", VERIFIED),
+        ("escalation.local_backup", UNVERIFIED),
+        ("escalation.dfu_restore", OFFERED),
+    ];
 
     #[test]
     fn every_variant_the_code_asks_for_exists() {
@@ -573,8 +572,16 @@ const VARIANTS: &[(&str, &str)] = &[
     fn older_than_counts_whole_days() {
         let now = Timestamp::from_unix_secs(10 * 86_400);
         assert!(!older_than(now, Timestamp::from_unix_secs(3 * 86_400), 7));
-        assert!(older_than(now, Timestamp::from_unix_secs(3 * 86_400 - 1), 7));
+        assert!(older_than(
+            now,
+            Timestamp::from_unix_secs(3 * 86_400 - 1),
+            7
+        ));
         assert!(!older_than(now, Timestamp::from_unix_secs(i64::MAX), 0));
-        assert!(older_than(now, Timestamp::from_unix_secs(i64::MIN), u32::MAX));
+        assert!(older_than(
+            now,
+            Timestamp::from_unix_secs(i64::MIN),
+            u32::MAX
+        ));
     }
 }

@@ -27,7 +27,12 @@ pub fn render_text(diagnosis: &Diagnosis, lang: Lang) -> String {
     if diagnosis.findings.is_empty() {
         let _ = writeln!(out, "{}\n", ui("no_problems", lang));
     } else {
-        let _ = writeln!(out, "{} ({})\n", ui("problems", lang), diagnosis.findings.len());
+        let _ = writeln!(
+            out,
+            "{} ({})\n",
+            ui("problems", lang),
+            diagnosis.findings.len()
+        );
     }
     for (n, finding) in diagnosis.findings.iter().enumerate() {
         let _ = writeln!(
@@ -100,7 +105,11 @@ fn steps(out: &mut String, steps: &[Step], indent: &str, lang: Lang) {
 
 fn evidence(e: &Evidence, lang: Lang) -> String {
     let value = match e.unknown {
-        Some(reason) => format!("{} ({})", ui("value_unknown", lang), self::reason(reason, lang)),
+        Some(reason) => format!(
+            "{} ({})",
+            ui("value_unknown", lang),
+            self::reason(reason, lang)
+        ),
         None => e.value.clone(),
     };
     format!("{}: {value} [{}]", e.fact, source(&e.source, lang))

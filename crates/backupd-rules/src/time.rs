@@ -97,7 +97,10 @@ mod tests {
 
     #[test]
     fn formats_known_instants() {
-        assert_eq!(Timestamp::from_unix_secs(0).rfc3339(), "1970-01-01T00:00:00Z");
+        assert_eq!(
+            Timestamp::from_unix_secs(0).rfc3339(),
+            "1970-01-01T00:00:00Z"
+        );
         assert_eq!(
             Timestamp::from_unix_secs(1_750_000_000).rfc3339(),
             "2025-06-15T15:06:40Z"
@@ -107,7 +110,10 @@ mod tests {
             Timestamp::from_unix_secs(1_709_164_800).rfc3339(),
             "2024-02-29T00:00:00Z"
         );
-        assert_eq!(Timestamp::from_unix_secs(-1).rfc3339(), "1969-12-31T23:59:59Z");
+        assert_eq!(
+            Timestamp::from_unix_secs(-1).rfc3339(),
+            "1969-12-31T23:59:59Z"
+        );
         assert_eq!(
             Timestamp::from_unix_secs(951_782_400).short_utc(),
             "2000-02-29 00:00 UTC"
@@ -128,8 +134,14 @@ mod tests {
     fn ages_never_go_negative() {
         let now = Timestamp::from_unix_secs(1_000_000);
         assert_eq!(now.days_since(Timestamp::from_unix_secs(2_000_000)), 0);
-        assert_eq!(now.days_since(Timestamp::from_unix_secs(1_000_000 - 86_400)), 1);
-        assert_eq!(now.days_since(Timestamp::from_unix_secs(1_000_000 - 86_399)), 0);
+        assert_eq!(
+            now.days_since(Timestamp::from_unix_secs(1_000_000 - 86_400)),
+            1
+        );
+        assert_eq!(
+            now.days_since(Timestamp::from_unix_secs(1_000_000 - 86_399)),
+            0
+        );
         assert_eq!(
             Timestamp::from_unix_secs(i64::MAX).secs_since(Timestamp::from_unix_secs(i64::MIN)),
             u64::try_from(i64::MAX).unwrap_or(0)

@@ -79,7 +79,10 @@ fn cases() -> Vec<Case> {
             check: CheckId::IcloudBackupDisabled,
             severity: Severity::Critical,
             problem: |p, _| p.icloud_backup_enabled.set_known(false),
-            unknown: |p, _| p.icloud_backup_enabled.set_unknown(UnknownReason::NotReported),
+            unknown: |p, _| {
+                p.icloud_backup_enabled
+                    .set_unknown(UnknownReason::NotReported)
+            },
         },
         Case {
             check: CheckId::IcloudBackupStale,
@@ -168,14 +171,19 @@ fn each_check_reports_its_problem() {
         let d = diagnose(&phone, &host);
         let id = case.check;
         assert_eq!(outcome(&d, id), Some(Outcome::Problem), "{id}");
-        let finding = d.finding(id).unwrap_or_else(|| panic!("{id} has no finding"));
+        let finding = d
+            .finding(id)
+            .unwrap_or_else(|| panic!("{id} has no finding"));
         assert_eq!(finding.severity, case.severity, "{id}");
         assert!(!finding.evidence.is_empty(), "{id} has no evidence");
         assert!(!finding.remedies.is_empty(), "{id} has no remedies");
         assert!(d.check(id).is_some_and(|c| c.manual.is_empty()), "{id}");
         for lang in Lang::ALL {
             let title = finding.title.render(*lang);
-            assert!(!title.contains('{') && !title.contains('⟨'), "{id}: {title}");
+            assert!(
+                !title.contains('{') && !title.contains('⟨'),
+                "{id}: {title}"
+            );
         }
     }
 }
@@ -221,7 +229,13 @@ fn one_problem_leaves_the_other_checks_passing() {
         let d = diagnose(&phone, &host);
         for result in &d.checks {
             if result.id != case.check && !shared(result.id, case.check) {
-                assert_eq!(result.outcome, Outcome::Pass, "{} after {}", result.id, case.check);
+                assert_eq!(
+                    result.outcome,
+                    Outcome::Pass,
+                    "{} after {}",
+                    result.id,
+                    case.check
+                );
             }
         }
     }
@@ -231,7 +245,10 @@ fn one_problem_leaves_the_other_checks_passing() {
 fn pairing_state_fails_exactly_its_own_check() {
     let states = [
         (PairingState::TrustPending, CheckId::PairingTrustPending),
-        (PairingState::PasscodeRequired, CheckId::PairingPasscodeRequired),
+        (
+            PairingState::PasscodeRequired,
+            CheckId::PairingPasscodeRequired,
+        ),
         (PairingState::Denied, CheckId::PairingDenied),
         (PairingState::InvalidHost, CheckId::PairingInvalidHost),
     ];
@@ -249,7 +266,10 @@ fn pairing_state_fails_exactly_its_own_check() {
         }
         // Pairing problems come first among the findings: nothing else about the phone can be read.
         assert_eq!(d.findings.first().map(|f| f.id), Some(failing));
-        assert_eq!(outcome(&d, CheckId::WifiNotConnected), Some(Outcome::Unknown));
+        assert_eq!(
+            outcome(&d, CheckId::WifiNotConnected),
+            Some(Outcome::Unknown)
+        );
     }
 }
 
@@ -274,9 +294,15 @@ fn usbmuxd_remedies_follow_the_host_os() {
             .join("\n")
     };
     let mac = remedies(Some(HostOs::Macos), UsbmuxdStatus::NotRunning);
-    assert!(mac.contains("launchctl") && !mac.contains("apt install"), "{mac}");
+    assert!(
+        mac.contains("launchctl") && !mac.contains("apt install"),
+        "{mac}"
+    );
     let linux = remedies(Some(HostOs::Linux), UsbmuxdStatus::NotRunning);
-    assert!(linux.contains("apt install") && !linux.contains("launchctl"), "{linux}");
+    assert!(
+        linux.contains("apt install") && !linux.contains("launchctl"),
+        "{linux}"
+    );
     let denied = remedies(Some(HostOs::Linux), UsbmuxdStatus::Unreachable);
     assert!(denied.contains("permissions"), "{denied}");
     let unknown_os = remedies(None, UsbmuxdStatus::NotRunning);
@@ -294,12 +320,25 @@ fn icloud_estimate_is_compared_with_the_configured_quota() {
     let d = diagnose(&phone, &host);
     let finding = d.finding(id).expect("60 GB does not fit in 5 GB");
     let title = finding.title.render(Lang::En);
-    assert!(title.contains("60.0 GB") && title.contains("5.0 GB"), "{title}");
+    assert!(
+        title.contains("60.0 GB") && title.contains("5.0 GB"),
+        "{title}"
+    );
     assert!(finding.title.render(Lang::It).contains("60,0 GB"));
     // The finding is honest that the quota itself was not read.
-    assert!(finding.evidence.iter().any(|e| e.fact == "icloud_quota_used"
-        && e.unknown == Some(UnknownReason::NotAvailableOverUsb)));
-    assert!(finding.explanation.render(Lang::En).contains("cannot read your iCloud storage over USB"));
+    assert!(
+        finding
+            .evidence
+            .iter()
+            .any(|e| e.fact == "icloud_quota_used"
+                && e.unknown == Some(UnknownReason::NotAvailableOverUsb))
+    );
+    assert!(
+        finding
+            .explanation
+            .render(Lang::En)
+            .contains("cannot read your iCloud storage over USB")
+    );
 
     let mut config = RulesConfig::default();
     config.icloud_quota_bytes = 200 * GB;
@@ -343,7 +382,10 @@ fn local_stale_does_not_run_without_a_local_backup() {
     host.local_backup.set_known(None);
     let d = diagnose(&healthy_phone(), &host);
     assert_eq!(outcome(&d, CheckId::BackupLocalStale), None);
-    assert_eq!(outcome(&d, CheckId::BackupLocalMissing), Some(Outcome::Problem));
+    assert_eq!(
+        outcome(&d, CheckId::BackupLocalMissing),
+        Some(Outcome::Problem)
+    );
 }
 
 #[test]
@@ -361,7 +403,10 @@ fn an_encrypted_backup_on_disk_counts_even_when_will_encrypt_is_off() {
     host.local_backup
         .set_known(Some(LocalBackup::new(ago(HOUR), true, true)));
     let d = diagnose(&healthy_phone(), &host);
-    assert_eq!(outcome(&d, CheckId::BackupEncryptionOn), Some(Outcome::Problem));
+    assert_eq!(
+        outcome(&d, CheckId::BackupEncryptionOn),
+        Some(Outcome::Problem)
+    );
 }
 
 #[test]
@@ -396,7 +441,10 @@ fn dfu_is_offered_only_after_a_recent_verified_local_backup() {
         let e = plan(backup);
         assert!(!e.dfu_offered, "{backup:?}");
         let text = dfu_text(&e);
-        assert!(text.starts_with("Not yet") && text.contains("Make one first"), "{text}");
+        assert!(
+            text.starts_with("Not yet") && text.contains("Make one first"),
+            "{text}"
+        );
     }
 
     let mut host = healthy_host();
@@ -419,10 +467,18 @@ fn escalation_follows_the_first_guide_and_waits_for_the_simple_checks() {
     );
     let mut phone = healthy_phone();
     phone.wifi.set_known(WifiState::new(false, None));
-    assert!(!diagnose(&phone, &healthy_host()).escalation.simple_checks_passed);
+    assert!(
+        !diagnose(&phone, &healthy_host())
+            .escalation
+            .simple_checks_passed
+    );
     let mut phone = healthy_phone();
     phone.icloud_backup_enabled.set_unknown(LOCKED);
-    assert!(!diagnose(&phone, &healthy_host()).escalation.simple_checks_passed);
+    assert!(
+        !diagnose(&phone, &healthy_host())
+            .escalation
+            .simple_checks_passed
+    );
 }
 
 #[test]

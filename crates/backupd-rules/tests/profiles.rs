@@ -14,8 +14,16 @@ fn rendered_text_matches_the_snapshots() {
         let diagnosis = profile.diagnose();
         for &lang in Lang::ALL {
             let text = render_text(&diagnosis, lang);
-            assert!(!text.contains('⟨'), "{}: a catalog key is missing", profile.name);
-            assert!(!text.contains('{'), "{}: a placeholder was not filled", profile.name);
+            assert!(
+                !text.contains('⟨'),
+                "{}: a catalog key is missing",
+                profile.name
+            );
+            assert!(
+                !text.contains('{'),
+                "{}: a placeholder was not filled",
+                profile.name
+            );
             assert_snapshot(&format!("{}.{}.txt", profile.name, lang.as_str()), &text);
         }
     }
@@ -54,19 +62,41 @@ fn json_shape_is_the_documented_contract() {
 
     let finding = v["findings"]
         .as_array()
-        .and_then(|f| f.iter().find(|f| f["id"] == "icloud.storage_likely_insufficient"))
+        .and_then(|f| {
+            f.iter()
+                .find(|f| f["id"] == "icloud.storage_likely_insufficient")
+        })
         .expect("storage finding");
     assert_eq!(
         keys(finding),
-        ["evidence", "explanation", "id", "remedies", "severity", "title"]
+        [
+            "evidence",
+            "explanation",
+            "id",
+            "remedies",
+            "severity",
+            "title"
+        ]
     );
     assert_eq!(finding["severity"], "warning");
-    assert_eq!(finding["title"]["key"], "icloud.storage_likely_insufficient.title");
-    assert_eq!(finding["title"]["args"]["estimate"]["bytes"], 60_000_000_000_u64);
-    assert_eq!(keys(&finding["evidence"][0]), ["fact", "source", "unknown", "value"]);
+    assert_eq!(
+        finding["title"]["key"],
+        "icloud.storage_likely_insufficient.title"
+    );
+    assert_eq!(
+        finding["title"]["args"]["estimate"]["bytes"],
+        60_000_000_000_u64
+    );
+    assert_eq!(
+        keys(&finding["evidence"][0]),
+        ["fact", "source", "unknown", "value"]
+    );
     assert_eq!(finding["evidence"][0]["fact"], "data_capacity");
     assert_eq!(finding["evidence"][0]["source"]["kind"], "lockdown");
-    assert_eq!(finding["evidence"][0]["source"]["domain"], "com.apple.disk_usage");
+    assert_eq!(
+        finding["evidence"][0]["source"]["domain"],
+        "com.apple.disk_usage"
+    );
     assert_eq!(finding["evidence"][0]["source"]["key"], "TotalDataCapacity");
     let step = &finding["remedies"][0];
     assert_eq!(keys(step), ["origin", "text"]);
@@ -129,7 +159,11 @@ fn profiles_find_what_they_were_built_to_show() {
         ]
     );
     let whatsapp = c.finding(CheckId::WhatsappIcloudBackup).expect("whatsapp");
-    let steps: Vec<String> = whatsapp.remedies.iter().map(|s| s.text.render(Lang::It)).collect();
+    let steps: Vec<String> = whatsapp
+        .remedies
+        .iter()
+        .map(|s| s.text.render(Lang::It))
+        .collect();
     // The second guide's order: restart, update, check the 5 GB, allow WhatsApp to use iCloud; then maintenance.
     let position = |needle: &str| {
         steps

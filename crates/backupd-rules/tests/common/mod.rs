@@ -6,8 +6,8 @@
 use std::path::PathBuf;
 
 use backupd_rules::{
-    App, Diagnosis, HostFacts, HostOs, LocalBackup, PairingState, RulesConfig, Snapshot,
-    Timestamp, UnknownReason, UsbmuxdStatus, WHATSAPP_BUNDLE_ID, WifiState,
+    App, Diagnosis, HostFacts, HostOs, LocalBackup, PairingState, RulesConfig, Snapshot, Timestamp,
+    UnknownReason, UsbmuxdStatus, WHATSAPP_BUNDLE_ID, WifiState,
 };
 
 /// The fixed "now" of every test: 2026-11-21T08:00:00Z, the day after the simulator profiles' last backups.
@@ -30,7 +30,8 @@ pub(crate) fn healthy_phone() -> Snapshot {
     s.pairing.set_known(PairingState::Paired);
     s.product_type.set_known("iPhone15,2".to_owned());
     s.product_version.set_known("18.5".to_owned());
-    s.wifi.set_known(WifiState::new(true, Some("Casa".to_owned())));
+    s.wifi
+        .set_known(WifiState::new(true, Some("Casa".to_owned())));
     s.icloud_backup_enabled.set_known(true);
     s.last_icloud_backup.set_known(Some(ago(DAY)));
     s.will_encrypt.set_known(false);
