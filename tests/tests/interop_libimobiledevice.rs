@@ -158,7 +158,7 @@ async fn ideviceinfo_prints_the_profile_values_in_a_session() {
     );
     assert_eq!(
         disk.get("TotalDataAvailable").map(String::as_str),
-        Some("71000000000")
+        Some("109800000000")
     );
 
     let key = stdout_ok(

@@ -83,10 +83,48 @@ pub(crate) fn diagnose(
         config,
     };
     let catalog = catalog::catalog();
+    let (checks, findings) = run_checks(CheckId::ALL, &ctx, catalog);
+    let escalation = escalation(&ctx, &checks, catalog);
+    Diagnosis {
+        checks,
+        findings,
+        escalation,
+    }
+}
+
+/// The checks that need no phone: what the daemon shows about the host itself.
+pub(crate) const HOST_ONLY: &[CheckId] = &[CheckId::UsbmuxdUnavailable];
+
+/// Diagnoses the host alone; no escalation plan, which is about a phone.
+pub(crate) fn diagnose_host(host: &HostFacts, now: Timestamp, config: &RulesConfig) -> Diagnosis {
+    let phone = Snapshot::unread(crate::UnknownReason::NotQueried);
+    let ctx = Ctx {
+        phone: &phone,
+        host,
+        now,
+        config,
+    };
+    let (checks, findings) = run_checks(HOST_ONLY, &ctx, catalog::catalog());
+    Diagnosis {
+        checks,
+        findings,
+        escalation: Escalation {
+            simple_checks_passed: false,
+            dfu_offered: false,
+            stages: Vec::new(),
+        },
+    }
+}
+
+fn run_checks(
+    ids: &[CheckId],
+    ctx: &Ctx<'_>,
+    catalog: &Catalog,
+) -> (Vec<CheckResult>, Vec<Finding>) {
     let mut checks = Vec::new();
     let mut findings = Vec::new();
-    for &id in CheckId::ALL {
-        let Some(eval) = evaluate(id, &ctx) else {
+    for &id in ids {
+        let Some(eval) = evaluate(id, ctx) else {
             continue;
         };
         let def = catalog.check(id);
@@ -112,12 +150,7 @@ pub(crate) fn diagnose(
             manual,
         });
     }
-    let escalation = escalation(&ctx, &checks, catalog);
-    Diagnosis {
-        checks,
-        findings,
-        escalation,
-    }
+    (checks, findings)
 }
 
 fn evaluate(id: CheckId, ctx: &Ctx<'_>) -> Option<Eval> {

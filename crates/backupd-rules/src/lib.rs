@@ -110,6 +110,12 @@ pub fn diagnose(
     checks::diagnose(snapshot, host, now, config)
 }
 
+/// Diagnoses the host alone, without a phone: the checks that need no phone (`host.usbmuxd_unavailable`), and no
+/// escalation plan.
+pub fn diagnose_host(host: &HostFacts, now: Timestamp, config: &RulesConfig) -> Diagnosis {
+    checks::diagnose_host(host, now, config)
+}
+
 /// Errors of this crate.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -39,12 +39,14 @@ pub struct Muxd {
     inner: Mutex<Inner>,
     events: broadcast::Sender<Message>,
     pair_dir: PathBuf,
+    buid: String,
 }
 
 impl Muxd {
     /// A muxer serving `phones`, all attached, with pair records kept in `pair_dir`.
     pub fn new(phones: Vec<Arc<Phone>>, pair_dir: PathBuf) -> std::io::Result<Arc<Self>> {
         std::fs::create_dir_all(&pair_dir)?;
+        let buid = Self::load_or_make_buid(&pair_dir)?;
         let (events, _) = broadcast::channel(256);
         let mux = Arc::new(Self {
             inner: Mutex::new(Inner {
@@ -54,6 +56,7 @@ impl Muxd {
             }),
             events,
             pair_dir,
+            buid,
         });
         for phone in phones {
             mux.lock().slots.push(Slot {
@@ -159,9 +162,14 @@ impl Muxd {
             .collect()
     }
 
-    /// The host's SystemBUID, made on first use and kept in `SystemConfiguration.plist` as usbmuxd does.
-    pub fn buid(&self) -> std::io::Result<String> {
-        let path = self.pair_dir.join("SystemConfiguration.plist");
+    /// The host's SystemBUID, kept in `SystemConfiguration.plist` as usbmuxd does.
+    pub fn buid(&self) -> &str {
+        &self.buid
+    }
+
+    /// Reads the stored SystemBUID or makes and stores one; done once, before any client can ask.
+    fn load_or_make_buid(pair_dir: &Path) -> std::io::Result<String> {
+        let path = pair_dir.join("SystemConfiguration.plist");
         if let Ok(bytes) = std::fs::read(&path)
             && let Ok(plist::Value::Dictionary(d)) = backupd_proto::plist_util::parse(&bytes)
             && let Some(b) = d.get("SystemBUID").and_then(plist::Value::as_string)
@@ -238,10 +246,7 @@ impl Muxd {
             tracing::debug!(request = request.message_type(), "muxer request");
             let reply = match request {
                 Request::ListDevices => Message::DeviceList(self.device_list()),
-                Request::ReadBuid => match self.buid() {
-                    Ok(b) => Message::Buid(b),
-                    Err(_) => Message::Result(ResultCode::Other(EINVAL)),
-                },
+                Request::ReadBuid => Message::Buid(self.buid.clone()),
                 Request::ListListeners => Message::ListenerList(Vec::new()),
                 Request::ReadPairRecord { udid } => {
                     match self.find_record(&udid).map(std::fs::read) {

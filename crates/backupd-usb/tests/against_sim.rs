@@ -102,7 +102,7 @@ async fn pairs_then_reads_values_and_services() {
         .expect("disk");
     assert_eq!(
         disk.and_then(|v| v.as_unsigned_integer()),
-        Some(71_000_000_000)
+        Some(109_800_000_000)
     );
 
     let mut diag = DiagnosticsRelay::start(ld).await.expect("diagnostics");

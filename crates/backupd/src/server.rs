@@ -1,0 +1,294 @@
+//! The HTTP/1.1 API on the Unix socket (`docs/api.md`).
+
+use std::convert::Infallible;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request as HttpRequest, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, oneshot};
+use tokio_stream::Stream;
+use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use backupd_api::{self as api, ErrorBody, ErrorDetail};
+
+use crate::supervisor::{Handles, Request};
+
+type Body = BoxBody<Bytes, Infallible>;
+
+/// Errors setting up the socket.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SocketError {
+    /// Another daemon answers on the socket.
+    #[error("another daemon is already listening on {0}")]
+    InUse(String),
+    /// The socket could not be created.
+    #[error("failed to create the API socket {path}")]
+    Bind {
+        /// The socket.
+        path: String,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Creates the API socket with mode 0660 and, when it exists, the configured group.
+///
+/// A stale socket file from a crashed daemon is replaced; a live one is not. When the group does not exist
+/// the socket keeps the daemon's own group and a warning says so.
+pub fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, SocketError> {
+    let shown = path.display().to_string();
+    if path.exists() {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(SocketError::InUse(shown));
+        }
+        let _ = std::fs::remove_file(path);
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| SocketError::Bind {
+            path: shown.clone(),
+            source,
+        })?;
+    }
+    // Create the socket with no access for others from the first instant, then open it to the group.
+    let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o177));
+    let bound = UnixListener::bind(path);
+    nix::sys::stat::umask(old);
+    let listener = bound.map_err(|source| SocketError::Bind {
+        path: shown.clone(),
+        source,
+    })?;
+    if let Some(name) = group {
+        match nix::unistd::Group::from_name(name) {
+            Ok(Some(g)) => {
+                if let Err(e) = std::os::unix::fs::chown(path, None, Some(g.gid.as_raw())) {
+                    tracing::warn!(group = name, error = %e, "cannot give the socket to the group; keeping the daemon's own");
+                }
+            }
+            _ => tracing::warn!(
+                group = name,
+                socket = shown,
+                "group does not exist; the socket keeps the daemon's own group"
+            ),
+        }
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|source| {
+        SocketError::Bind {
+            path: shown,
+            source,
+        }
+    })?;
+    Ok(listener)
+}
+
+fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Body> {
+    let bytes = serde_json::to_vec_pretty(value).unwrap_or_default();
+    let mut body = bytes;
+    body.push(b'\n');
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body)).boxed())
+        .unwrap_or_else(|_| Response::new(Full::new(Bytes::new()).boxed()))
+}
+
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response<Body> {
+    json(
+        status,
+        &ErrorBody {
+            error: ErrorDetail {
+                code: code.into(),
+                message: message.into(),
+            },
+        },
+    )
+}
+
+async fn ask<T>(handles: &Handles, make: impl FnOnce(oneshot::Sender<T>) -> Request) -> Option<T> {
+    let (tx, rx) = oneshot::channel();
+    handles.requests.send(make(tx)).await.ok()?;
+    rx.await.ok()
+}
+
+/// The NDJSON event stream of one subscriber; it ends when the daemon stops.
+struct EventStream {
+    events: BroadcastStream<api::Event>,
+    stop: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+}
+
+impl Stream for EventStream {
+    type Item = Result<Frame<Bytes>, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        loop {
+            return match Pin::new(&mut self.events).poll_next(cx) {
+                Poll::Ready(Some(Ok(event))) => {
+                    let mut line = serde_json::to_vec(&event).unwrap_or_default();
+                    line.push(b'\n');
+                    Poll::Ready(Some(Ok(Frame::data(Bytes::from(line)))))
+                }
+                Poll::Ready(Some(Err(BroadcastStreamRecvError::Lagged(n)))) => {
+                    tracing::warn!(missed = n, "an event subscriber fell behind");
+                    continue;
+                }
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            };
+        }
+    }
+}
+
+fn events_body(rx: broadcast::Receiver<api::Event>, cancel: CancellationToken) -> Body {
+    let stream = EventStream {
+        events: BroadcastStream::new(rx),
+        stop: Box::pin(cancel.cancelled_owned()),
+    };
+    StreamBody::new(stream).boxed()
+}
+
+async fn route(
+    handles: Handles,
+    req: HttpRequest<Incoming>,
+    uid: Option<u32>,
+    cancel: CancellationToken,
+) -> Response<Body> {
+    let path = req.uri().path().trim_end_matches('/').to_owned();
+    let method = req.method().clone();
+    if method == Method::POST {
+        tracing::info!(uid, %path, "request");
+    } else {
+        tracing::debug!(uid, %path, "request");
+    }
+    let unavailable = || {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal",
+            "the daemon is stopping",
+        )
+    };
+    match (method, path.as_str()) {
+        (Method::GET, api::PATH_DEVICES) => match ask(&handles, Request::Status).await {
+            Some(status) => json(StatusCode::OK, &status),
+            None => unavailable(),
+        },
+        (Method::GET, api::PATH_INFO) => json(
+            StatusCode::OK,
+            &api::DaemonInfo {
+                version: env!("CARGO_PKG_VERSION").into(),
+                api: "v1".into(),
+                lang: handles.lang.as_str().into(),
+            },
+        ),
+        (Method::GET, api::PATH_EVENTS) => Response::builder()
+            .header("content-type", "application/x-ndjson")
+            .body(events_body(handles.events.subscribe(), cancel))
+            .unwrap_or_else(|_| unavailable()),
+        (Method::POST, api::PATH_DIAGNOSE_ALL) => {
+            match ask(&handles, |tx| Request::Diagnose(None, tx)).await {
+                Some(Some(accepted)) => json(StatusCode::ACCEPTED, &accepted),
+                Some(None) | None => unavailable(),
+            }
+        }
+        (m, p) if p.starts_with(api::PATH_DEVICE_PREFIX) => {
+            let rest = &p[api::PATH_DEVICE_PREFIX.len()..];
+            match (m, rest.split_once('/')) {
+                (Method::GET, None) => {
+                    match ask(&handles, |tx| Request::Device(rest.to_owned(), tx)).await {
+                        Some(Some(device)) => json(StatusCode::OK, &device),
+                        Some(None) => error(
+                            StatusCode::NOT_FOUND,
+                            "not_found",
+                            format!("no phone {rest}"),
+                        ),
+                        None => unavailable(),
+                    }
+                }
+                (Method::POST, Some((udid, "diagnose"))) => {
+                    match ask(&handles, |tx| Request::Diagnose(Some(udid.to_owned()), tx)).await {
+                        Some(Some(accepted)) => json(StatusCode::ACCEPTED, &accepted),
+                        Some(None) => error(
+                            StatusCode::NOT_FOUND,
+                            "not_found",
+                            format!("no attached phone {udid}"),
+                        ),
+                        None => unavailable(),
+                    }
+                }
+                (_, None) | (_, Some((_, "diagnose"))) => error(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method_not_allowed",
+                    "method not allowed here",
+                ),
+                _ => error(
+                    StatusCode::NOT_FOUND,
+                    "not_found",
+                    format!("no such path {p}"),
+                ),
+            }
+        }
+        (_, api::PATH_DEVICES | api::PATH_INFO | api::PATH_EVENTS | api::PATH_DIAGNOSE_ALL) => {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed here",
+            )
+        }
+        (_, p) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such path {p}"),
+        ),
+    }
+}
+
+/// Serves the API until `cancel` fires; connections in flight are tracked by `tracker`.
+pub async fn serve(
+    listener: UnixListener,
+    handles: Handles,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    loop {
+        let stream: UnixStream = tokio::select! {
+            () = cancel.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+        };
+        let uid = stream.peer_cred().ok().map(|c| c.uid());
+        let handles = handles.clone();
+        let cancel = cancel.clone();
+        let route_cancel = cancel.clone();
+        tracker.spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let handles = handles.clone();
+                let cancel = route_cancel.clone();
+                async move { Ok::<_, Infallible>(route(handles, req, uid, cancel).await) }
+            });
+            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            tokio::select! {
+                r = conn.as_mut() => if let Err(e) = r { tracing::debug!(error = %e, "API connection ended") },
+                () = cancel.cancelled() => conn.as_mut().graceful_shutdown(),
+            }
+        });
+    }
+}

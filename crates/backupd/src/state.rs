@@ -1,0 +1,193 @@
+//! The daemon's state: the latest view of every phone, kept in `state.json` in the state directory so that a
+//! restart keeps the last diagnoses.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use backupd_api::{Device, Phase};
+use backupd_rules::Diagnosis;
+
+use crate::snapshot::Identity;
+
+/// The file name inside the state directory.
+pub const STATE_FILE: &str = "state.json";
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct OnDisk {
+    /// Format version of this file.
+    version: u32,
+    devices: Vec<Device>,
+}
+
+/// Every phone the daemon has seen, keyed by normalised UDID.
+#[derive(Debug)]
+pub struct Store {
+    path: PathBuf,
+    devices: BTreeMap<String, Device>,
+}
+
+fn key(udid: &str) -> String {
+    backupd_proto::usbmuxd::normalize_udid(udid)
+}
+
+impl Store {
+    /// Loads the state, or starts empty when there is none or it cannot be read (it is a cache of what the
+    /// phones say, so losing it costs only a re-read).
+    pub fn load(state_dir: &Path) -> Self {
+        let path = state_dir.join(STATE_FILE);
+        let devices = match std::fs::read(&path) {
+            Ok(bytes) => match serde_json::from_slice::<OnDisk>(&bytes) {
+                Ok(d) => d
+                    .devices
+                    .into_iter()
+                    .map(|mut dev| {
+                        dev.connected = false;
+                        dev.phase = Phase::Detached;
+                        (key(&dev.udid), dev)
+                    })
+                    .collect(),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable state file");
+                    BTreeMap::new()
+                }
+            },
+            Err(_) => BTreeMap::new(),
+        };
+        Self { path, devices }
+    }
+
+    /// Writes the state atomically: a crash leaves the old file or the new one, never a mix.
+    pub fn save(&self) {
+        let data = OnDisk {
+            version: 1,
+            devices: self.devices.values().cloned().collect(),
+        };
+        let write = || -> std::io::Result<()> {
+            if let Some(dir) = self.path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let tmp = self.path.with_extension("json.tmp");
+            let bytes = serde_json::to_vec_pretty(&data).map_err(std::io::Error::other)?;
+            std::fs::write(&tmp, bytes)?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        };
+        if let Err(e) = write() {
+            tracing::warn!(path = %self.path.display(), error = %e, "failed to save state");
+        }
+    }
+
+    fn entry(&mut self, udid: &str) -> &mut Device {
+        self.devices.entry(key(udid)).or_insert_with(|| Device {
+            udid: udid.to_owned(),
+            name: None,
+            product_type: None,
+            product_version: None,
+            connected: false,
+            phase: Phase::Attached,
+            diagnosed_at: None,
+            diagnosis: None,
+            error: None,
+        })
+    }
+
+    /// A phone was plugged in.
+    pub fn attached(&mut self, udid: &str) {
+        let d = self.entry(udid);
+        d.udid = udid.to_owned();
+        d.connected = true;
+        d.phase = Phase::Attached;
+        d.error = None;
+    }
+
+    /// A phone was unplugged; returns its UDID if it was known and connected.
+    pub fn detached(&mut self, k: &str) -> Option<String> {
+        let d = self.devices.get_mut(k)?;
+        let was = d.connected;
+        d.connected = false;
+        d.phase = Phase::Detached;
+        was.then(|| d.udid.clone())
+    }
+
+    /// Marks every phone unplugged, at shutdown.
+    pub fn mark_all_detached(&mut self) {
+        for d in self.devices.values_mut() {
+            d.connected = false;
+            d.phase = Phase::Detached;
+        }
+    }
+
+    /// Sets a phone's phase.
+    pub fn set_phase(&mut self, udid: &str, phase: Phase, error: Option<String>) {
+        let d = self.entry(udid);
+        d.phase = phase;
+        d.error = error;
+    }
+
+    /// Records what was read of a phone's identity.
+    pub fn set_identity(&mut self, udid: &str, identity: Identity) {
+        let d = self.entry(udid);
+        d.name = identity.name.or(d.name.take());
+        d.product_type = identity.product_type.or(d.product_type.take());
+        d.product_version = identity.product_version.or(d.product_version.take());
+    }
+
+    /// Records a diagnosis; returns whether its findings differ from the previous one's.
+    pub fn set_diagnosis(&mut self, udid: &str, diagnosis: Diagnosis, at: i64) -> bool {
+        let d = self.entry(udid);
+        let ids = |x: &Diagnosis| x.findings.iter().map(|f| f.id).collect::<Vec<_>>();
+        let changed = d
+            .diagnosis
+            .as_ref()
+            .is_none_or(|old| ids(old) != ids(&diagnosis));
+        d.diagnosis = Some(diagnosis);
+        d.diagnosed_at = Some(at);
+        changed
+    }
+
+    /// Every phone, connected ones first.
+    pub fn devices(&self) -> Vec<Device> {
+        let mut all: Vec<Device> = self.devices.values().cloned().collect();
+        all.sort_by_key(|d| (!d.connected, d.udid.clone()));
+        all
+    }
+
+    /// One phone by UDID in any spelling.
+    pub fn device(&self, udid: &str) -> Option<Device> {
+        self.devices.get(&key(udid)).cloned()
+    }
+
+    /// The UDID as reported, for a normalised key.
+    pub fn udid_of(&self, k: &str) -> Option<String> {
+        self.devices.get(k).map(|d| d.udid.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_survives_a_restart_as_detached() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut store = Store::load(dir.path());
+        store.attached("00008110-001A2B3C4D5E6F01");
+        store.set_identity(
+            "00008110-001A2B3C4D5E6F01",
+            Identity {
+                name: Some("iPhone di Anna".into()),
+                ..Identity::default()
+            },
+        );
+        store.save();
+        let again = Store::load(dir.path());
+        let d = again
+            .device("00008110001a2b3c4d5e6f01")
+            .expect("found by any spelling");
+        assert_eq!(d.name.as_deref(), Some("iPhone di Anna"));
+        assert!(!d.connected);
+        assert_eq!(d.phase, Phase::Detached);
+    }
+}

@@ -1,0 +1,383 @@
+//! The supervisor: one loop that linearises usbmuxd events, API requests and phone-task reports.
+//!
+//! All daemon state lives here and is changed only by this loop. Phone tasks and the usbmuxd watcher talk to
+//! it through channels; API handlers ask it through a channel with a reply channel. Shutdown cancels one
+//! token and waits for every task on the tracker.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use backupd_api::{self as api, Event, MuxerState, Phase};
+use backupd_proto::usbmuxd::Device;
+use backupd_rules::{Timestamp, UsbmuxdStatus};
+use backupd_usb::{MuxEvent, Muxd};
+
+use crate::config::Settings;
+use crate::device::{self, Command, Context, Report};
+use crate::state::Store;
+
+/// A question from an API handler.
+#[derive(Debug)]
+pub enum Request {
+    /// Everything.
+    Status(oneshot::Sender<api::Status>),
+    /// One phone by UDID (any spelling).
+    Device(String, oneshot::Sender<Option<api::Device>>),
+    /// Diagnose one phone again, or all attached phones.
+    Diagnose(Option<String>, oneshot::Sender<Option<api::Accepted>>),
+}
+
+/// What the usbmuxd watcher reports.
+#[derive(Debug)]
+enum Muxer {
+    Event(MuxEvent),
+    Available,
+    Unavailable(String),
+}
+
+struct Running {
+    device_id: u32,
+    commands: mpsc::Sender<Command>,
+    cancel: CancellationToken,
+}
+
+/// The daemon's shared handles, for the API server.
+#[derive(Debug, Clone)]
+pub struct Handles {
+    /// Requests to the supervisor.
+    pub requests: mpsc::Sender<Request>,
+    /// The event stream.
+    pub events: broadcast::Sender<Event>,
+    /// The default language of texts.
+    pub lang: backupd_rules::Lang,
+}
+
+struct Supervisor {
+    ctx: Arc<Context>,
+    store: Store,
+    running: BTreeMap<String, Running>,
+    muxer: MuxerState,
+    muxer_error: Option<String>,
+    events: broadcast::Sender<Event>,
+    reports_tx: mpsc::Sender<Report>,
+    tracker: TaskTracker,
+    cancel: CancellationToken,
+}
+
+fn key(udid: &str) -> String {
+    backupd_proto::usbmuxd::normalize_udid(udid)
+}
+
+/// Runs the supervisor loop until `shutdown` completes, then stops every task and waits for them.
+pub async fn run(
+    settings: Settings,
+    store: Store,
+    handles_out: oneshot::Sender<Handles>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let (requests_tx, mut requests) = mpsc::channel(64);
+    let (events, _) = broadcast::channel(256);
+    let muxd = Muxd::new(settings.usbmuxd.clone());
+    let (reports_tx, mut reports) = mpsc::channel(256);
+    let (muxer_tx, mut muxer_rx) = mpsc::channel(64);
+    let mut sup = Supervisor {
+        ctx: Arc::new(Context {
+            settings,
+            muxd: muxd.clone(),
+        }),
+        store,
+        running: BTreeMap::new(),
+        muxer: MuxerState::Unavailable,
+        muxer_error: Some("not connected yet".into()),
+        events: events.clone(),
+        reports_tx,
+        tracker: TaskTracker::new(),
+        cancel: CancellationToken::new(),
+    };
+    let lang = sup.ctx.settings.lang;
+    let _ = handles_out.send(Handles {
+        requests: requests_tx,
+        events,
+        lang,
+    });
+    sup.tracker
+        .spawn(watch_muxer(muxd, muxer_tx, sup.cancel.clone()));
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(m) = muxer_rx.recv() => sup.on_muxer(m),
+            Some(r) = reports.recv() => sup.on_report(r),
+            Some(q) = requests.recv() => sup.on_request(q),
+        }
+    }
+    tracing::info!("stopping");
+    sup.cancel.cancel();
+    sup.tracker.close();
+    // Tasks may be blocked sending reports; keep draining so they can see the cancellation and finish.
+    loop {
+        tokio::select! {
+            () = sup.tracker.wait() => break,
+            Some(_) = reports.recv() => {}
+            Some(_) = muxer_rx.recv() => {}
+        }
+    }
+    sup.store.mark_all_detached();
+    sup.store.save();
+}
+
+/// Follows usbmuxd's Listen stream; reconnects with backoff when usbmuxd is absent or restarts.
+async fn watch_muxer(muxd: Muxd, tx: mpsc::Sender<Muxer>, cancel: CancellationToken) {
+    let mut delay = Duration::from_millis(500);
+    let mut reported_down = false;
+    loop {
+        let attempt = async {
+            match muxd.listen().await {
+                Ok(mut listener) => {
+                    let _ = tx.send(Muxer::Available).await;
+                    loop {
+                        match listener.next_event().await {
+                            Ok(ev) => {
+                                if tx.send(Muxer::Event(ev)).await.is_err() {
+                                    return None;
+                                }
+                            }
+                            Err(e) => return Some((e.to_string(), true)),
+                        }
+                    }
+                }
+                Err(e) => Some((e.to_string(), false)),
+            }
+        };
+        let outcome = tokio::select! {
+            () = cancel.cancelled() => return,
+            o = attempt => o,
+        };
+        let Some((error, was_up)) = outcome else {
+            return;
+        };
+        if was_up {
+            delay = Duration::from_millis(500);
+            reported_down = false;
+        }
+        if !reported_down {
+            tracing::warn!(address = %muxd.address(), error, "usbmuxd unavailable; retrying");
+            let _ = tx.send(Muxer::Unavailable(error)).await;
+            reported_down = true;
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(30));
+    }
+}
+
+impl Supervisor {
+    fn emit(&self, event: Event) {
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+
+    fn on_muxer(&mut self, m: Muxer) {
+        match m {
+            Muxer::Available => {
+                tracing::info!(address = %self.ctx.muxd.address(), "usbmuxd connected");
+                self.muxer = MuxerState::Connected;
+                self.muxer_error = None;
+                self.emit(Event::UsbmuxdAvailable);
+            }
+            Muxer::Unavailable(error) => {
+                self.muxer = MuxerState::Unavailable;
+                self.muxer_error = Some(error.clone());
+                // Phones cannot be reached without usbmuxd; their tasks stop until it is back and lists them.
+                let udids: Vec<String> = self.running.keys().cloned().collect();
+                for k in udids {
+                    self.stop(&k);
+                }
+                self.emit(Event::UsbmuxdUnavailable { error });
+            }
+            Muxer::Event(MuxEvent::Attached(device)) => self.attach(device),
+            Muxer::Event(MuxEvent::Detached { device_id }) => {
+                let found = self
+                    .running
+                    .iter()
+                    .find(|(_, r)| r.device_id == device_id)
+                    .map(|(k, _)| k.clone());
+                if let Some(k) = found {
+                    self.stop(&k);
+                }
+            }
+            Muxer::Event(MuxEvent::Paired { device_id }) => {
+                // Another tool paired a phone we wait on: it can go on now. Our own pairing needs no nudge.
+                if let Some((k, r)) = self.running.iter().find(|(_, r)| r.device_id == device_id)
+                    && self
+                        .store
+                        .device(k)
+                        .is_some_and(|d| d.phase == Phase::WaitingForUser)
+                {
+                    let _ = r.commands.try_send(Command::Rediagnose);
+                }
+            }
+            Muxer::Event(_) => {}
+        }
+    }
+
+    fn attach(&mut self, device: Device) {
+        if device.connection_type != backupd_proto::usbmuxd::ConnectionType::Usb {
+            // Wi-Fi sync entries duplicate a USB phone; backupd reads phones over USB.
+            return;
+        }
+        let k = key(&device.udid);
+        if self.running.contains_key(&k) {
+            self.stop(&k);
+        }
+        tracing::info!(
+            udid = device.udid,
+            device_id = device.device_id,
+            "phone attached"
+        );
+        self.store.attached(&device.udid);
+        let (cmd_tx, cmd_rx) = mpsc::channel(4);
+        let cancel = self.cancel.child_token();
+        self.running.insert(
+            k,
+            Running {
+                device_id: device.device_id,
+                commands: cmd_tx,
+                cancel: cancel.clone(),
+            },
+        );
+        self.emit(Event::Attached {
+            udid: device.udid.clone(),
+        });
+        self.tracker.spawn(device::run(
+            self.ctx.clone(),
+            device,
+            self.reports_tx.clone(),
+            cmd_rx,
+            cancel,
+        ));
+    }
+
+    fn stop(&mut self, k: &str) {
+        if let Some(r) = self.running.remove(k) {
+            r.cancel.cancel();
+            if let Some(udid) = self.store.detached(k) {
+                tracing::info!(udid, "phone detached");
+                self.emit(Event::Detached { udid });
+            }
+            self.store.save();
+        }
+    }
+
+    fn on_report(&mut self, r: Report) {
+        match r {
+            Report::Phase { udid, phase, error } => {
+                // A task cancelled a moment ago may still report; a detached phone stays detached.
+                if self.running.contains_key(&key(&udid)) {
+                    self.store.set_phase(&udid, phase, error);
+                }
+            }
+            Report::Identity { udid, identity } => self.store.set_identity(&udid, identity),
+            Report::Diagnosis {
+                udid,
+                diagnosis,
+                at,
+                waiting_for_user,
+            } => {
+                if !self.running.contains_key(&key(&udid)) {
+                    return;
+                }
+                let problems = !diagnosis.findings.is_empty();
+                let pairing = diagnosis
+                    .findings
+                    .iter()
+                    .find(|f| f.id.as_str().starts_with("pairing."))
+                    .map(|f| f.id.as_str().to_owned());
+                let changed = self.store.set_diagnosis(&udid, *diagnosis, at);
+                if waiting_for_user {
+                    self.store.set_phase(&udid, Phase::WaitingForUser, None);
+                    if changed && let Some(finding) = pairing {
+                        self.emit(Event::TrustNeeded {
+                            udid: udid.clone(),
+                            finding,
+                        });
+                    }
+                }
+                self.store.save();
+                if !waiting_for_user || changed {
+                    self.emit(Event::DiagnosisReady { udid, problems });
+                }
+            }
+        }
+    }
+
+    fn host_view(&self) -> api::Host {
+        let status = match self.muxer {
+            MuxerState::Connected => UsbmuxdStatus::Reachable,
+            MuxerState::Unavailable => UsbmuxdStatus::Unreachable,
+        };
+        let facts = crate::host::facts(&self.ctx.settings.backup_dir, None, status);
+        let now = Timestamp::from_unix_secs(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+                .unwrap_or(0),
+        );
+        api::Host {
+            usbmuxd_address: self.ctx.muxd.address().to_string(),
+            usbmuxd: self.muxer,
+            usbmuxd_error: self.muxer_error.clone(),
+            backup_dir: self.ctx.settings.backup_dir.display().to_string(),
+            diagnosis: Some(backupd_rules::diagnose_host(
+                &facts,
+                now,
+                &self.ctx.settings.rules,
+            )),
+        }
+    }
+
+    fn on_request(&mut self, q: Request) {
+        match q {
+            Request::Status(reply) => {
+                let _ = reply.send(api::Status {
+                    host: self.host_view(),
+                    devices: self.store.devices(),
+                });
+            }
+            Request::Device(udid, reply) => {
+                let _ = reply.send(self.store.device(&udid));
+            }
+            Request::Diagnose(which, reply) => {
+                let targets: Vec<String> = match &which {
+                    Some(u) => self
+                        .running
+                        .keys()
+                        .filter(|k| **k == key(u))
+                        .cloned()
+                        .collect(),
+                    None => self.running.keys().cloned().collect(),
+                };
+                if which.is_some() && targets.is_empty() {
+                    let _ = reply.send(None);
+                    return;
+                }
+                let mut udids = Vec::new();
+                for k in targets {
+                    if let Some(r) = self.running.get(&k) {
+                        let _ = r.commands.try_send(Command::Rediagnose);
+                        udids.extend(self.store.udid_of(&k));
+                    }
+                }
+                let _ = reply.send(Some(api::Accepted { udids }));
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! `cargo xtask ci`: exactly what CI runs, in order, stopping at the first failure.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::peers;
+
+/// Runs a cargo command in the workspace root.
+fn cargo(root: &Path, args: &[&str], envs: &[(&str, &str)]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root).args(args);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    eprintln!("xtask ci: cargo {}", args.join(" "));
+    let status = cmd.status().context("failed to start cargo")?;
+    if !status.success() {
+        bail!("cargo {} failed with {status}", args.join(" "));
+    }
+    Ok(())
+}
+
+/// Output of `cargo tree` with the given arguments; an error when the package is not in the graph at all.
+fn tree(root: &Path, args: &[&str]) -> Option<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(root)
+        .args(["tree", "--locked", "--edges", "normal", "--prefix", "none", "--format", "{p}"])
+        .args(args)
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The architecture invariants a machine can check (ARCHITECTURE.md), with `cargo tree -i`.
+pub(crate) fn invariants(root: &Path) -> anyhow::Result<()> {
+    let mut broken = Vec::new();
+    // (crate, forbidden dependency, why)
+    let forbidden: &[(&str, &str, &str)] = &[
+        ("backupd-proto", "tokio", "the protocol core is sans-IO"),
+        ("backupd-proto", "rusb", "the protocol core is sans-IO"),
+        ("backupd-proto", "backupd-rules", "rules never see protocol types and vice versa"),
+        ("backupd-rules", "backupd-proto", "the rules crate never sees protocol types"),
+        ("backupd-rules", "tokio", "the rules crate is pure"),
+        ("backupd-rules", "backupd-usb", "the rules crate is pure"),
+    ];
+    for (krate, dep, why) in forbidden {
+        if tree(root, &["--package", krate]).is_none() {
+            continue;
+        }
+        if let Some(found) = tree(root, &["--package", krate, "--invert", dep]) {
+            if !found.trim().is_empty() {
+                broken.push(format!("{krate} depends on {dep}: {why}"));
+            }
+        }
+    }
+    let cli_forbidden = ["rusb", "backupd-usb", "backupd-proto"];
+    if tree(root, &["--package", "backupdctl"]).is_some() {
+        for dep in cli_forbidden {
+            if tree(root, &["--package", "backupdctl", "--invert", dep]).is_some_and(|t| !t.trim().is_empty()) {
+                broken.push(format!("backupdctl depends on {dep}: the CLI talks only to the daemon"));
+            }
+        }
+    }
+    // The simulator is a dev tool: only the test crate may depend on it normally.
+    if let Some(dependents) = tree(root, &["--workspace", "--invert", "backupd-sim"]) {
+        for line in dependents.lines() {
+            let name = line.split_whitespace().next().unwrap_or("");
+            if !name.is_empty() && name != "backupd-sim" && name != "backupd-e2e" {
+                broken.push(format!("{name} depends on backupd-sim: the simulator is never a shipped dependency"));
+            }
+        }
+    }
+    if broken.is_empty() {
+        eprintln!("xtask ci: architecture invariants hold");
+        Ok(())
+    } else {
+        bail!("architecture invariants broken:\n  {}", broken.join("\n  "))
+    }
+}
+
+/// Everything CI runs.
+pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
+    peers::ensure(root)?;
+    let pmd3 = peers::pymobiledevice3(root);
+    let pmd3 = pmd3.to_str().context("non-UTF-8 path")?;
+    cargo(root, &["fmt", "--all", "--", "--check"], &[])?;
+    invariants(root)?;
+    cargo(root, &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &[])?;
+    cargo(root, &["run", "--quiet", "--locked", "--package", "xtask", "--", "codegen", "--check"], &[])?;
+    cargo(root, &["test", "--workspace", "--locked"], &[("PYMOBILEDEVICE3", pmd3)])?;
+    cargo(root, &["doc", "--workspace", "--no-deps", "--locked"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    cargo(root, &["check", "--manifest-path", "fuzz/Cargo.toml"], &[])?;
+    eprintln!("xtask ci: all checks passed");
+    Ok(())
+}

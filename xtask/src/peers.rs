@@ -1,0 +1,92 @@
+//! `cargo xtask peers`: install the real third-party clients the interop tests run against the simulator.
+//!
+//! libimobiledevice's tools come from Debian's `libimobiledevice-utils`; pymobiledevice3 from PyPI into a venv
+//! under `target/peers`. A peer that cannot be installed is an error: interop tests never skip.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+/// The pymobiledevice3 release the interop tests were written against (see `../shared/protocol.md` §9).
+pub(crate) const PYMOBILEDEVICE3_VERSION: &str = "11.45.0";
+
+const IDEVICE_TOOLS: &[&str] =
+    &["idevice_id", "ideviceinfo", "idevicepair", "idevicediagnostics", "idevicebackup2"];
+
+fn on_path(tool: &str) -> bool {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).any(|d| d.join(tool).is_file())
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("failed to start {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+/// Where the pymobiledevice3 venv lives.
+pub(crate) fn venv_dir(root: &Path) -> PathBuf {
+    root.join("target").join("peers").join("venv")
+}
+
+/// The pymobiledevice3 executable the tests use.
+pub(crate) fn pymobiledevice3(root: &Path) -> PathBuf {
+    venv_dir(root).join("bin").join("pymobiledevice3")
+}
+
+/// Installs whatever peer is missing and checks each one answers.
+pub(crate) fn ensure(root: &Path) -> anyhow::Result<()> {
+    let missing: Vec<&str> = IDEVICE_TOOLS.iter().copied().filter(|t| !on_path(t)).collect();
+    if !missing.is_empty() {
+        eprintln!("xtask: installing libimobiledevice-utils (missing: {})", missing.join(", "));
+        if !on_path("apt-get") {
+            bail!("libimobiledevice's tools are missing and apt-get is not available: install them by hand");
+        }
+        let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+        let apt = |args: &[&str]| {
+            let mut all: Vec<&str> = sudo.to_vec();
+            all.push("apt-get");
+            all.extend_from_slice(args);
+            let mut cmd = Command::new(all[0]);
+            cmd.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+            run(&mut cmd)
+        };
+        apt(&["update", "-qq"])?;
+        apt(&["install", "-y", "-qq", "libimobiledevice-utils", "sqlite3"])?;
+        let still: Vec<&str> = IDEVICE_TOOLS.iter().copied().filter(|t| !on_path(t)).collect();
+        if !still.is_empty() {
+            bail!("still missing after install: {}", still.join(", "));
+        }
+    }
+    let pmd3 = pymobiledevice3(root);
+    if !pmd3.is_file() {
+        eprintln!("xtask: installing pymobiledevice3 {PYMOBILEDEVICE3_VERSION} into {}", venv_dir(root).display());
+        run(Command::new("python3").arg("-m").arg("venv").arg(venv_dir(root)))?;
+        let pip = venv_dir(root).join("bin").join("pip");
+        run(Command::new(&pip).args(["install", "-q", "--disable-pip-version-check"]).arg(format!(
+            "pymobiledevice3=={PYMOBILEDEVICE3_VERSION}"
+        )))?;
+        if !pmd3.is_file() {
+            bail!("pymobiledevice3 did not install into {}", venv_dir(root).display());
+        }
+    }
+    run(Command::new("ideviceinfo").arg("--version"))?;
+    run(Command::new(&pmd3).arg("version"))?;
+    Ok(())
+}
+
+fn is_root() -> bool {
+    // The effective uid is the owner of a file we create.
+    let probe = std::env::temp_dir().join(format!("xtask-uid-{}", std::process::id()));
+    let uid = std::fs::write(&probe, b"").ok().and_then(|()| {
+        use std::os::unix::fs::MetadataExt;
+        let uid = std::fs::metadata(&probe).ok().map(|m| m.uid());
+        let _ = std::fs::remove_file(&probe);
+        uid
+    });
+    uid == Some(0)
+}
