@@ -65,13 +65,22 @@ pub fn to_binary(value: &Value) -> Vec<u8> {
     out
 }
 
+/// The deepest nesting of arrays and dictionaries accepted in a plist from a peer.
+///
+/// The plist crate builds a `Value` without recursion, but dropping, cloning, comparing or printing one
+/// recurses once per level. A lockdown frame of nested empty arrays (8 bytes a level in XML, 2 in binary)
+/// far below the length caps would overflow a 2 MiB thread stack at some 15 000 levels and abort the
+/// process. Real replies nest a handful of levels; 128 leaves room for IORegistry plane dumps.
+pub const MAX_DEPTH: usize = 128;
+
 /// Parses an XML or binary plist.
 ///
-/// iOS 4.3 and later can put raw control characters in XML strings, which a strict XML parser rejects; when
-/// the first parse fails on XML input, those characters are dropped and the parse is tried once more, as
-/// pymobiledevice3 does.
+/// iOS 4.3 and later can put raw control characters in XML strings, which a strict XML parser rejects. The
+/// plist crate reads them and keeps them; should the first parse still fail on XML input, those characters
+/// are dropped and the parse is tried once more, as pymobiledevice3 does. A document nested deeper than
+/// [`MAX_DEPTH`] is refused, see [`parse_strict`].
 pub fn parse(bytes: &[u8]) -> Result<Value, plist::Error> {
-    match Value::from_reader(Cursor::new(bytes)) {
+    match parse_strict(bytes) {
         Ok(v) => Ok(v),
         Err(e) if !bytes.starts_with(b"bplist") => {
             let cleaned: Vec<u8> = bytes
@@ -82,9 +91,97 @@ pub fn parse(bytes: &[u8]) -> Result<Value, plist::Error> {
             if cleaned.len() == bytes.len() {
                 return Err(e);
             }
-            Value::from_reader(Cursor::new(&cleaned))
+            parse_strict(&cleaned)
         }
         Err(e) => Err(e),
+    }
+}
+
+/// Parses a plist of any encoding, without the control-character retry of [`parse`].
+///
+/// The document is first walked without building anything, and refused when it nests deeper than
+/// [`MAX_DEPTH`]; only then is the value built.
+pub fn parse_strict(bytes: &[u8]) -> Result<Value, plist::Error> {
+    plist::from_bytes::<DepthProbe>(bytes)?;
+    Value::from_reader(Cursor::new(bytes))
+}
+
+/// Walks a plist through serde and keeps nothing, failing once the nesting exceeds [`MAX_DEPTH`].
+///
+/// The walk recurses once per level, so it stops one level past the limit and never goes deep itself.
+struct DepthProbe;
+
+impl<'de> serde::Deserialize<'de> for DepthProbe {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Levels(MAX_DEPTH))?;
+        Ok(Self)
+    }
+}
+
+/// How many more levels of arrays and dictionaries may open below the current value.
+#[derive(Clone, Copy)]
+struct Levels(usize);
+
+impl Levels {
+    fn enter<E: serde::de::Error>(self) -> Result<Self, E> {
+        self.0
+            .checked_sub(1)
+            .map(Levels)
+            .ok_or_else(|| E::custom(format_args!("plist nests deeper than {MAX_DEPTH} levels")))
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Levels {
+    type Value = ();
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Levels {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any plist value")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let inner = self.enter()?;
+        while seq.next_element_seed(inner)?.is_some() {}
+        Ok(())
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let inner = self.enter()?;
+        while map.next_key_seed(inner)?.is_some() {
+            map.next_value_seed(inner)?;
+        }
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_bytes<E>(self, _: &[u8]) -> Result<(), E> {
+        Ok(())
     }
 }
 
@@ -92,11 +189,28 @@ pub fn parse(bytes: &[u8]) -> Result<Value, plist::Error> {
 mod tests {
     use super::*;
 
+    fn nested_arrays_xml(depth: usize) -> Vec<u8> {
+        let mut xml = b"<?xml version=\"1.0\"?><plist version=\"1.0\">".to_vec();
+        xml.extend(std::iter::repeat_n(&b"<array>"[..], depth).flatten());
+        xml.extend(std::iter::repeat_n(&b"</array>"[..], depth).flatten());
+        xml.extend_from_slice(b"</plist>");
+        xml
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_is_accepted_and_beyond_it_refused() {
+        let v = parse(&nested_arrays_xml(MAX_DEPTH)).expect("at the limit");
+        assert_eq!(v, parse(&to_binary(&v)).expect("binary at the limit"));
+        assert!(parse(&nested_arrays_xml(MAX_DEPTH + 1)).is_err());
+        assert!(parse(&to_binary(&Value::Array(vec![v]))).is_err());
+    }
+
     #[test]
     fn control_characters_in_xml_are_tolerated() {
         let xml = b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<plist version=\"1.0\"><dict><key>Name</key><string>a\x01b</string></dict></plist>";
         let v = parse(xml).expect("tolerant parse");
         let d = v.as_dictionary().expect("dict");
-        assert_eq!(d.str_key("Name"), Some("ab"));
+        // The plist crate accepts the raw character, so the first parse succeeds and keeps it.
+        assert_eq!(d.str_key("Name"), Some("a\u{1}b"));
     }
 }

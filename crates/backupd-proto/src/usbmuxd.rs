@@ -8,8 +8,6 @@
 //! Decoding follows "check, then parse": [`decode_packet`] returns `Ok(None)` until a whole packet is
 //! buffered, and refuses a declared length outside `HEADER_LEN..=max_len` before allocating anything.
 
-use std::io::Cursor;
-
 use plist::{Dictionary, Value};
 
 use crate::plist_util::{self, DictExt};
@@ -151,7 +149,7 @@ impl Packet {
     }
 
     fn payload_dict(&self) -> Result<Dictionary, UsbmuxError> {
-        let value = Value::from_reader(Cursor::new(&self.payload)).map_err(UsbmuxError::Plist)?;
+        let value = plist_util::parse_strict(&self.payload).map_err(UsbmuxError::Plist)?;
         match value {
             Value::Dictionary(d) => Ok(d),
             _ => Err(UsbmuxError::MissingKey("a dictionary payload")),
