@@ -51,11 +51,17 @@ impl DictExt for Dictionary {
 }
 
 /// Serialises a value as an XML plist.
+///
+/// XML has no form for a `Uid` (found in NSKeyedArchiver data from binary plists). The XML writer stops at
+/// one and would leave a cut-off document, so such a value is written as a binary plist instead; lockdown
+/// and its services read both.
 pub fn to_xml(value: &Value) -> Vec<u8> {
     let mut out = Vec::new();
-    // Writing to a Vec cannot fail and every Value is representable.
-    let _ = value.to_writer_xml(&mut out);
-    out
+    // Writing to a Vec cannot fail; the only error is a value XML cannot carry.
+    match value.to_writer_xml(&mut out) {
+        Ok(()) => out,
+        Err(_) => to_binary(value),
+    }
 }
 
 /// Serialises a value as a binary plist.
@@ -203,6 +209,17 @@ mod tests {
         assert_eq!(v, parse(&to_binary(&v)).expect("binary at the limit"));
         assert!(parse(&nested_arrays_xml(MAX_DEPTH + 1)).is_err());
         assert!(parse(&to_binary(&Value::Array(vec![v]))).is_err());
+    }
+
+    #[test]
+    fn a_value_xml_cannot_carry_is_written_whole_as_binary() {
+        let mut d = Dictionary::new();
+        d.insert("$top".into(), Value::Uid(plist::Uid::new(1)));
+        d.insert("after".into(), "kept".into());
+        let v = Value::Dictionary(d);
+        let bytes = to_xml(&v);
+        assert!(bytes.starts_with(b"bplist00"));
+        assert_eq!(parse(&bytes).expect("parse"), v);
     }
 
     #[test]

@@ -512,9 +512,13 @@ impl Device {
         out.extend_from_slice(&self.device_id.to_le_bytes());
         out.extend_from_slice(&self.product_id.unwrap_or(0).to_le_bytes());
         let mut serial = [0u8; 256];
-        // The C struct keeps a terminating NUL, so at most 255 bytes of the UDID fit.
+        // The C struct keeps a terminating NUL, so at most 255 bytes of the UDID fit; cut at a character
+        // boundary so that the serial stays valid UTF-8.
         let udid = self.udid.as_bytes();
-        let n = udid.len().min(255);
+        let mut n = udid.len().min(255);
+        while !self.udid.is_char_boundary(n) {
+            n -= 1;
+        }
         serial[..n].copy_from_slice(&udid[..n]);
         out.extend_from_slice(&serial);
         out.extend_from_slice(&0u16.to_le_bytes());

@@ -152,10 +152,11 @@ fn mux_message() -> impl Strategy<Value = Message> {
 
 /// The messages the binary protocol has a struct for.
 fn binary_mux_message() -> impl Strategy<Value = Message> {
-    let ascii_udid = "[0-9A-Za-z-]{0,300}";
+    // Long enough to be cut at the struct's 255 bytes, multi-byte characters included.
+    let long_udid = prop_oneof!["[0-9A-Za-z-]{0,300}", "\\PC{0,150}"];
     prop_oneof![
         result_code().prop_map(Message::Result),
-        (device(), ascii_udid).prop_map(|(mut d, udid)| {
+        (device(), long_udid).prop_map(|(mut d, udid)| {
             d.udid = udid;
             Message::Attached(d)
         }),
@@ -287,13 +288,18 @@ fn through_frame_dict(d: Dictionary, format: PlistFormat) -> Dictionary {
 }
 
 /// What the binary `DEVICE_ADD` struct carries of a device: no speed or type, zero for a missing product or
-/// location, and at most 255 bytes of the UDID.
+/// location, and the longest whole-character prefix of the UDID that fits in 255 bytes.
 fn binary_view(device: &Device) -> Device {
-    let udid = device.udid.as_bytes();
-    let udid = &udid[..udid.len().min(255)];
+    let mut udid = String::new();
+    for c in device.udid.chars() {
+        if udid.len() + c.len_utf8() > 255 {
+            break;
+        }
+        udid.push(c);
+    }
     Device {
         device_id: device.device_id,
-        udid: String::from_utf8_lossy(udid).into_owned(),
+        udid,
         product_id: Some(device.product_id.unwrap_or(0)),
         location_id: Some(device.location_id.unwrap_or(0)),
         connection_speed: None,
@@ -511,6 +517,16 @@ proptest! {
         let body_len = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
         prop_assert_eq!(usize::try_from(body_len).expect("fits"), bytes.len() - 4);
         prop_assert_eq!(through_frame(&value, format), value);
+    }
+
+    #[test]
+    fn lockdown_frame_of_a_value_xml_cannot_carry_arrives_whole(
+        value in plist_value(),
+        uid in any::<u64>(),
+    ) {
+        // NSKeyedArchiver UIDs exist only in binary plists; an "XML" frame holding one must still be whole.
+        let value = Value::Array(vec![value, Value::Uid(plist::Uid::new(uid))]);
+        prop_assert_eq!(through_frame(&value, PlistFormat::Xml), value);
     }
 
     #[test]
