@@ -152,3 +152,212 @@ pub fn key_values(text: &str) -> std::collections::BTreeMap<String, String> {
         .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
         .collect()
 }
+
+/// A daemon running in this process against a simulator, with its API socket in the rig's folder.
+#[derive(Debug)]
+pub struct DaemonRig {
+    /// The API socket.
+    pub api: PathBuf,
+    /// The daemon's state folder.
+    pub state_dir: PathBuf,
+    /// The backup folder.
+    pub backup_dir: PathBuf,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl DaemonRig {
+    /// Starts `backupd` on `folder`, following the muxer at `usbmuxd`.
+    pub async fn start(folder: &Path, usbmuxd: &Path) -> Self {
+        let api = folder.join("api.sock");
+        let state_dir = folder.join("daemon-state");
+        let backup_dir = folder.join("backups");
+        let file = backupd::config::FileConfig {
+            socket: Some(api.clone()),
+            usbmuxd: Some(usbmuxd.display().to_string()),
+            state_dir: Some(state_dir.clone()),
+            backup_dir: Some(backup_dir.clone()),
+            group: Some(String::new()),
+            refresh_secs: Some(3600),
+            ..backupd::config::FileConfig::default()
+        };
+        let settings = backupd::Settings::resolve(file, &backupd::config::Environment::default())
+            .expect("settings resolve");
+        let listener = backupd::server::bind(&api, None).expect("API socket");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(backupd::run(settings, listener, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            api,
+            state_dir,
+            backup_dir,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the daemon and waits until every task of it has finished.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(10), task)
+                .await
+                .expect("daemon stops within 10 s")
+                .expect("daemon task did not panic");
+        }
+    }
+
+    /// `GET path`, returning the status code and the body.
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        http(&self.api, "GET", path).await
+    }
+
+    /// `POST path`, returning the status code and the body.
+    pub async fn post(&self, path: &str) -> (u16, String) {
+        http(&self.api, "POST", path).await
+    }
+
+    /// The daemon's status.
+    pub async fn status(&self) -> backupd_api::Status {
+        let (code, body) = self.get(backupd_api::PATH_DEVICES).await;
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("status JSON: {e}\n{body}"))
+    }
+
+    /// Polls the status until `pred` holds, for at most `secs` seconds.
+    pub async fn wait_for(
+        &self,
+        secs: u64,
+        what: &str,
+        pred: impl Fn(&backupd_api::Status) -> bool,
+    ) -> backupd_api::Status {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            let status = self.status().await;
+            if pred(&status) {
+                return status;
+            }
+            if tokio::time::Instant::now() > deadline {
+                panic!("timed out waiting for {what}; last status:\n{status:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// One HTTP/1.1 request on a Unix socket, written by hand so that the tests do not share the client code
+/// under test.
+pub async fn http(socket: &Path, method: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::UnixStream::connect(socket)
+        .await
+        .expect("connect to the API socket");
+    let req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: backupd\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    s.write_all(req.as_bytes()).await.expect("write request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).await.expect("read response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (code, body)
+}
+
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Reads the daemon's NDJSON event stream line by line.
+#[derive(Debug)]
+pub struct Events {
+    reader: tokio::io::BufReader<tokio::net::UnixStream>,
+}
+
+impl Events {
+    /// Subscribes to `/v1/events`.
+    pub async fn subscribe(socket: &Path) -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let mut s = tokio::net::UnixStream::connect(socket)
+            .await
+            .expect("connect");
+        s.write_all(b"GET /v1/events HTTP/1.1\r\nHost: backupd\r\n\r\n")
+            .await
+            .expect("write");
+        let mut reader = tokio::io::BufReader::new(s);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            reader.read_line(&mut line).await.expect("read head");
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+        }
+        Self { reader }
+    }
+
+    /// The next event, skipping chunk-size lines; `None` when the stream ends.
+    pub async fn next(&mut self) -> Option<backupd_api::Event> {
+        use tokio::io::AsyncBufReadExt;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if self.reader.read_line(&mut line).await.ok()? == 0 {
+                return None;
+            }
+            let t = line.trim();
+            if t.starts_with('{') {
+                return serde_json::from_str(t).ok();
+            }
+            if t == "0" {
+                return None;
+            }
+        }
+    }
+
+    /// Waits up to `secs` for an event matching `pred`, returning it.
+    pub async fn wait_for(
+        &mut self,
+        secs: u64,
+        pred: impl Fn(&backupd_api::Event) -> bool,
+    ) -> backupd_api::Event {
+        let found = tokio::time::timeout(Duration::from_secs(secs), async {
+            while let Some(ev) = self.next().await {
+                if pred(&ev) {
+                    return Some(ev);
+                }
+            }
+            None
+        })
+        .await;
+        match found {
+            Ok(Some(ev)) => ev,
+            Ok(None) => panic!("event stream ended"),
+            Err(_) => panic!("no matching event in {secs} s"),
+        }
+    }
+}

@@ -20,6 +20,8 @@ use std::sync::Arc;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, UnixListener, UnixStream};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use muxd::Muxd;
 pub use phone::{Phone, TrustAnswer};
@@ -47,6 +49,8 @@ pub struct Config {
 pub struct Simulator {
     muxd: Arc<Muxd>,
     tasks: JoinSet<()>,
+    clients: TaskTracker,
+    cancel: CancellationToken,
     tcp_addr: Option<SocketAddr>,
     socket: PathBuf,
     control: Option<PathBuf>,
@@ -113,14 +117,30 @@ impl Simulator {
         let muxd = Muxd::new(phones, config.state_dir.join("lockdown"))
             .map_err(io_err("pair-record folder"))?;
         let mut tasks = JoinSet::new();
+        let clients = TaskTracker::new();
+        let cancel = CancellationToken::new();
+        // Every client connection is tracked, so that stopping the simulator closes them all, as a dying
+        // usbmuxd does.
+        let serve = {
+            let clients = clients.clone();
+            let cancel = cancel.clone();
+            move |m: Arc<Muxd>, s: SimStream| {
+                let cancel = cancel.clone();
+                clients.spawn(async move {
+                    tokio::select! {
+                        () = cancel.cancelled() => {}
+                        () = m.serve_client(s) => {}
+                    }
+                });
+            }
+        };
         let unix = bind_unix(&config.socket)?;
         let m = muxd.clone();
+        let serve_unix = serve.clone();
         tasks.spawn(async move {
             loop {
                 match unix.accept().await {
-                    Ok((s, _)) => {
-                        tokio::spawn(m.clone().serve_client(SimStream::Unix(s)));
-                    }
+                    Ok((s, _)) => serve_unix(m.clone(), SimStream::Unix(s)),
                     Err(e) => tracing::warn!(error = %e, "accept failed"),
                 }
             }
@@ -137,7 +157,7 @@ impl Simulator {
                     match tcp.accept().await {
                         Ok((s, _)) => {
                             let _ = s.set_nodelay(true);
-                            tokio::spawn(m.clone().serve_client(SimStream::Tcp(s)));
+                            serve(m.clone(), SimStream::Tcp(s));
                         }
                         Err(e) => tracing::warn!(error = %e, "accept failed"),
                     }
@@ -157,6 +177,8 @@ impl Simulator {
         Ok(Self {
             muxd,
             tasks,
+            clients,
+            cancel,
             tcp_addr,
             socket: config.socket,
             control: config.control,
@@ -176,6 +198,9 @@ impl Simulator {
     /// Stops serving and removes the sockets.
     pub async fn shutdown(mut self) {
         self.tasks.shutdown().await;
+        self.cancel.cancel();
+        self.clients.close();
+        self.clients.wait().await;
         let _ = std::fs::remove_file(&self.socket);
         if let Some(c) = &self.control {
             let _ = std::fs::remove_file(c);
