@@ -5,7 +5,9 @@
 //! values out; `backupd-usb` moves the bytes over sockets. Device input is attacker input: every length read
 //! from the wire is bounded before anything is allocated for it.
 
+pub mod devicelink;
 pub mod lockdown;
+pub mod mobilebackup2;
 pub mod pair;
 pub mod plist_util;
 pub mod services;
