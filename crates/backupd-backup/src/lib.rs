@@ -1,0 +1,9 @@
+//! Finder-style local backups of an iPhone that never lose the last good copy.
+//!
+//! - [`store`]: the folder layout, staging, the journaled commit, hard-linked versions, recovery.
+//! - [`verify`]: checking that a backup holds what its `Manifest.db` lists.
+//!
+//! This crate spawns no tasks; the daemon runs backups as jobs.
+
+pub mod store;
+pub mod verify;
