@@ -1,0 +1,12 @@
+//! `backupdctl` against a fake daemon: its outputs (snapshots), its exit codes, `diagnose`'s wait and `watch`.
+//!
+//! The fake daemon answers canned JSON built from `backupd-api` types with real diagnoses from `backupd-rules`, so
+//! no simulator is needed; the real daemon is tested in its own crate and end to end. Snapshots live in
+//! `tests/snapshots/`; `UPDATE_SNAPSHOTS=1 cargo test -p backupdctl` rewrites them.
+
+mod common;
+mod diagnose;
+mod errors;
+mod help;
+mod status;
+mod watch;
