@@ -5,6 +5,7 @@
 //! values out; `backupd-usb` moves the bytes over sockets. Device input is attacker input: every length read
 //! from the wire is bounded before anything is allocated for it.
 
+pub mod afc;
 pub mod devicelink;
 pub mod lockdown;
 pub mod mobilebackup2;
