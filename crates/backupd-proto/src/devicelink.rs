@@ -220,8 +220,8 @@ fn strings_value(list: &[String]) -> Value {
     Value::Array(list.iter().cloned().map(Value::String).collect())
 }
 
-fn progress_value(progress: Option<f64>) -> Value {
-    Value::Real(progress.unwrap_or(0.0))
+fn progress_value(progress: f64) -> Value {
+    Value::Real(progress)
 }
 
 /// The paths and progress of a `DLMessageMoveFiles` or `DLMessageMoveItems`.
@@ -230,7 +230,7 @@ pub struct Moves {
     /// Source and destination of each rename, relative to the backup root, in the device's order.
     pub moves: Vec<(String, String)>,
     /// Overall progress in percent after this step.
-    pub progress: Option<f64>,
+    pub progress: f64,
 }
 
 /// The paths and progress of a `DLMessageRemoveFiles` or `DLMessageRemoveItems`.
@@ -239,7 +239,7 @@ pub struct Removals {
     /// Paths to remove (recursively when a directory), relative to the backup root.
     pub paths: Vec<String>,
     /// Overall progress in percent after this step.
-    pub progress: Option<f64>,
+    pub progress: f64,
 }
 
 /// A DeviceLink message the device sends.
@@ -261,13 +261,13 @@ pub enum DeviceMessage {
     DownloadFiles {
         /// Paths relative to the backup root.
         paths: Vec<String>,
-        /// Overall progress in percent.
-        progress: Option<f64>,
+        /// Overall progress in percent (0 when the device sent none).
+        progress: f64,
     },
     /// `["DLMessageUploadFiles", {…}, progress, total]`: files follow on the stream (see [`UploadDecoder`]).
     UploadFiles {
-        /// Overall progress in percent.
-        progress: Option<f64>,
+        /// Overall progress in percent (0 when the device sent none).
+        progress: f64,
         /// Bytes of file data in this batch, when the device says.
         total_bytes: Option<u64>,
     },
@@ -430,7 +430,7 @@ impl DeviceMessage {
     /// Reads a message the device sent.
     pub fn from_value(value: &Value) -> Result<Self, DlError> {
         let (name, args) = split_message(value)?;
-        let progress_at = |i: usize| real_or_integer(args.get(i));
+        let progress_at = |i: usize| real_or_integer(args.get(i)).unwrap_or(0.0);
         Ok(match name {
             NAME_VERSION_EXCHANGE => {
                 let int = |i: usize| {
