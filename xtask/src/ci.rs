@@ -28,11 +28,15 @@ fn tree(root: &Path, args: &[&str]) -> Option<String> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let out = Command::new(cargo)
         .current_dir(root)
-        .args(["tree", "--locked", "--edges", "normal", "--prefix", "none", "--format", "{p}"])
+        .args([
+            "tree", "--locked", "--edges", "normal", "--prefix", "none", "--format", "{p}",
+        ])
         .args(args)
         .output()
         .ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// The architecture invariants a machine can check (ARCHITECTURE.md), with `cargo tree -i`.
@@ -42,8 +46,16 @@ pub(crate) fn invariants(root: &Path) -> anyhow::Result<()> {
     let forbidden: &[(&str, &str, &str)] = &[
         ("backupd-proto", "tokio", "the protocol core is sans-IO"),
         ("backupd-proto", "rusb", "the protocol core is sans-IO"),
-        ("backupd-proto", "backupd-rules", "rules never see protocol types and vice versa"),
-        ("backupd-rules", "backupd-proto", "the rules crate never sees protocol types"),
+        (
+            "backupd-proto",
+            "backupd-rules",
+            "rules never see protocol types and vice versa",
+        ),
+        (
+            "backupd-rules",
+            "backupd-proto",
+            "the rules crate never sees protocol types",
+        ),
         ("backupd-rules", "tokio", "the rules crate is pure"),
         ("backupd-rules", "backupd-usb", "the rules crate is pure"),
     ];
@@ -51,17 +63,20 @@ pub(crate) fn invariants(root: &Path) -> anyhow::Result<()> {
         if tree(root, &["--package", krate]).is_none() {
             continue;
         }
-        if let Some(found) = tree(root, &["--package", krate, "--invert", dep]) {
-            if !found.trim().is_empty() {
-                broken.push(format!("{krate} depends on {dep}: {why}"));
-            }
+        if tree(root, &["--package", krate, "--invert", dep]).is_some_and(|t| !t.trim().is_empty())
+        {
+            broken.push(format!("{krate} depends on {dep}: {why}"));
         }
     }
     let cli_forbidden = ["rusb", "backupd-usb", "backupd-proto"];
     if tree(root, &["--package", "backupdctl"]).is_some() {
         for dep in cli_forbidden {
-            if tree(root, &["--package", "backupdctl", "--invert", dep]).is_some_and(|t| !t.trim().is_empty()) {
-                broken.push(format!("backupdctl depends on {dep}: the CLI talks only to the daemon"));
+            if tree(root, &["--package", "backupdctl", "--invert", dep])
+                .is_some_and(|t| !t.trim().is_empty())
+            {
+                broken.push(format!(
+                    "backupdctl depends on {dep}: the CLI talks only to the daemon"
+                ));
             }
         }
     }
@@ -70,7 +85,9 @@ pub(crate) fn invariants(root: &Path) -> anyhow::Result<()> {
         for line in dependents.lines() {
             let name = line.split_whitespace().next().unwrap_or("");
             if !name.is_empty() && name != "backupd-sim" && name != "backupd-e2e" {
-                broken.push(format!("{name} depends on backupd-sim: the simulator is never a shipped dependency"));
+                broken.push(format!(
+                    "{name} depends on backupd-sim: the simulator is never a shipped dependency"
+                ));
             }
         }
     }
@@ -89,8 +106,33 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     let pmd3 = pmd3.to_str().context("non-UTF-8 path")?;
     cargo(root, &["fmt", "--all", "--", "--check"], &[])?;
     invariants(root)?;
-    cargo(root, &["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"], &[])?;
-    cargo(root, &["run", "--quiet", "--locked", "--package", "xtask", "--", "codegen", "--check"], &[])?;
+    cargo(
+        root,
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ],
+        &[],
+    )?;
+    cargo(
+        root,
+        &[
+            "run",
+            "--quiet",
+            "--locked",
+            "--package",
+            "xtask",
+            "--",
+            "codegen",
+            "--check",
+        ],
+        &[],
+    )?;
     // The guides the remedies quote live beside the checkout (`../shared/seeds`), not in it.
     let guides = std::env::var("BACKUPD_GUIDES_DIR").ok().or_else(|| {
         let beside = root.join("../shared/seeds");
@@ -98,9 +140,13 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     });
     let guides = match guides {
         Some(g) => g,
-        None if std::env::var_os("CI").is_some() => bail!("CI needs the guides: ../shared/seeds or BACKUPD_GUIDES_DIR"),
+        None if std::env::var_os("CI").is_some() => {
+            bail!("CI needs the guides: ../shared/seeds or BACKUPD_GUIDES_DIR")
+        }
         None => {
-            eprintln!("xtask ci: no ../shared/seeds here; the quotes of the guides are not checked");
+            eprintln!(
+                "xtask ci: no ../shared/seeds here; the quotes of the guides are not checked"
+            );
             String::new()
         }
     };
@@ -109,7 +155,11 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         test_env.push(("BACKUPD_GUIDES_DIR", guides.as_str()));
     }
     cargo(root, &["test", "--workspace", "--locked"], &test_env)?;
-    cargo(root, &["doc", "--workspace", "--no-deps", "--locked"], &[("RUSTDOCFLAGS", "-D warnings")])?;
+    cargo(
+        root,
+        &["doc", "--workspace", "--no-deps", "--locked"],
+        &[("RUSTDOCFLAGS", "-D warnings")],
+    )?;
     cargo(root, &["check", "--manifest-path", "fuzz/Cargo.toml"], &[])?;
     eprintln!("xtask ci: all checks passed");
     Ok(())

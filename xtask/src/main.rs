@@ -1,19 +1,39 @@
 //! `cargo xtask <task>`: project tasks beyond cargo.
 //!
-//! Each task lives in its own module with a `run` function; `main` only picks the task from the first argument.
+//! Each task lives in its own module; `main` only picks the task from the first argument.
 
+mod bench;
+mod ci;
 mod codegen;
+mod demo;
+mod docs;
+mod install;
+mod peers;
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 
 const USAGE: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
+  demo [--profile NAME]... [--lang it|en]
+                     run backupd on built-in simulated iPhones and print `backupdctl status`
+  ci                 everything CI runs: peers, fmt, invariants, clippy, codegen --check, tests, docs, fuzz build
+  peers              install the real clients the interop tests use (libimobiledevice-utils, pymobiledevice3)
+  invariants         check the architecture invariants with `cargo tree`
   codegen [--check]  write docs/troubleshooting.md from the backupd-rules catalog;
-                     with --check, fail instead if it is out of date";
+                     with --check, fail instead if it is out of date
+  completions DIR    write backupdctl's shell completions (bash, zsh, fish) into DIR
+  man DIR            write backupdctl's man page into DIR
+  install [--prefix DIR] [--debug]
+                     build and install binaries, service files, config, man page and completions
+                     (default prefix /usr/local)
+  uninstall [--prefix DIR]
+                     remove what install recorded for that prefix
+  bench [status]     measure backupd against ideviceinfo on the simulator and print ratios";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -27,18 +47,91 @@ fn main() -> ExitCode {
     }
 }
 
+/// The workspace root: xtask's manifest folder's parent.
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
 /// Runs the task named by the first argument.
 fn run(args: &[String]) -> anyhow::Result<()> {
     let Some((task, rest)) = args.split_first() else {
         bail!("no task given\n\n{USAGE}");
     };
+    let root = root();
     match task.as_str() {
         "codegen" => codegen::run(flags(rest, &["--check"])?.contains(&"--check")),
+        "ci" => {
+            flags(rest, &[])?;
+            ci::run(&root)
+        }
+        "peers" => {
+            flags(rest, &[])?;
+            peers::ensure(&root)
+        }
+        "invariants" => {
+            flags(rest, &[])?;
+            ci::invariants(&root)
+        }
+        "demo" => {
+            let mut profiles = Vec::new();
+            let mut lang = None;
+            let mut it = rest.iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--profile" => {
+                        profiles.push(it.next().context("--profile needs a NAME")?.clone())
+                    }
+                    "--lang" => lang = Some(it.next().context("--lang needs it or en")?.clone()),
+                    other => bail!("unexpected argument `{other}`\n\n{USAGE}"),
+                }
+            }
+            if profiles.is_empty() {
+                profiles = demo::DEFAULT_PROFILES
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect();
+            }
+            demo::run(&root, &profiles, lang.as_deref())
+        }
+        "completions" => docs::completions(&one_path(rest)?),
+        "man" => docs::man(&one_path(rest)?),
+        "install" | "uninstall" => {
+            let mut prefix = PathBuf::from("/usr/local");
+            let mut debug = false;
+            let mut it = rest.iter();
+            while let Some(a) = it.next() {
+                match a.as_str() {
+                    "--prefix" => {
+                        prefix = PathBuf::from(it.next().context("--prefix needs a DIR")?)
+                    }
+                    "--debug" if task == "install" => debug = true,
+                    other => bail!("unexpected argument `{other}`\n\n{USAGE}"),
+                }
+            }
+            if task == "install" {
+                install::install(&root, &prefix, debug)
+            } else {
+                install::uninstall(&prefix)
+            }
+        }
+        "bench" => bench::run(&root, rest),
+        // Internal: the measuring helper of `bench`.
+        "bench-measure" => bench::measure(rest),
         "help" | "-h" | "--help" => {
             println!("{USAGE}");
             Ok(())
         }
         other => bail!("unknown task `{other}`\n\n{USAGE}"),
+    }
+}
+
+fn one_path(args: &[String]) -> anyhow::Result<PathBuf> {
+    match args {
+        [dir] => Ok(PathBuf::from(dir)),
+        _ => bail!("expected one folder\n\n{USAGE}"),
     }
 }
 

@@ -11,8 +11,13 @@ use anyhow::{Context, bail};
 /// The pymobiledevice3 release the interop tests were written against (see `../shared/protocol.md` §9).
 pub(crate) const PYMOBILEDEVICE3_VERSION: &str = "11.45.0";
 
-const IDEVICE_TOOLS: &[&str] =
-    &["idevice_id", "ideviceinfo", "idevicepair", "idevicediagnostics", "idevicebackup2"];
+const IDEVICE_TOOLS: &[&str] = &[
+    "idevice_id",
+    "ideviceinfo",
+    "idevicepair",
+    "idevicediagnostics",
+    "idevicebackup2",
+];
 
 fn on_path(tool: &str) -> bool {
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -21,7 +26,9 @@ fn on_path(tool: &str) -> bool {
 
 fn run(cmd: &mut Command) -> anyhow::Result<()> {
     let shown = format!("{cmd:?}");
-    let status = cmd.status().with_context(|| format!("failed to start {shown}"))?;
+    let status = cmd
+        .status()
+        .with_context(|| format!("failed to start {shown}"))?;
     if !status.success() {
         bail!("{shown} failed with {status}");
     }
@@ -40,11 +47,20 @@ pub(crate) fn pymobiledevice3(root: &Path) -> PathBuf {
 
 /// Installs whatever peer is missing and checks each one answers.
 pub(crate) fn ensure(root: &Path) -> anyhow::Result<()> {
-    let missing: Vec<&str> = IDEVICE_TOOLS.iter().copied().filter(|t| !on_path(t)).collect();
+    let missing: Vec<&str> = IDEVICE_TOOLS
+        .iter()
+        .copied()
+        .filter(|t| !on_path(t))
+        .collect();
     if !missing.is_empty() {
-        eprintln!("xtask: installing libimobiledevice-utils (missing: {})", missing.join(", "));
+        eprintln!(
+            "xtask: installing libimobiledevice-utils (missing: {})",
+            missing.join(", ")
+        );
         if !on_path("apt-get") {
-            bail!("libimobiledevice's tools are missing and apt-get is not available: install them by hand");
+            bail!(
+                "libimobiledevice's tools are missing and apt-get is not available: install them by hand"
+            );
         }
         let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
         let apt = |args: &[&str]| {
@@ -57,21 +73,34 @@ pub(crate) fn ensure(root: &Path) -> anyhow::Result<()> {
         };
         apt(&["update", "-qq"])?;
         apt(&["install", "-y", "-qq", "libimobiledevice-utils", "sqlite3"])?;
-        let still: Vec<&str> = IDEVICE_TOOLS.iter().copied().filter(|t| !on_path(t)).collect();
+        let still: Vec<&str> = IDEVICE_TOOLS
+            .iter()
+            .copied()
+            .filter(|t| !on_path(t))
+            .collect();
         if !still.is_empty() {
             bail!("still missing after install: {}", still.join(", "));
         }
     }
     let pmd3 = pymobiledevice3(root);
     if !pmd3.is_file() {
-        eprintln!("xtask: installing pymobiledevice3 {PYMOBILEDEVICE3_VERSION} into {}", venv_dir(root).display());
-        run(Command::new("python3").arg("-m").arg("venv").arg(venv_dir(root)))?;
+        eprintln!(
+            "xtask: installing pymobiledevice3 {PYMOBILEDEVICE3_VERSION} into {}",
+            venv_dir(root).display()
+        );
+        run(Command::new("python3")
+            .arg("-m")
+            .arg("venv")
+            .arg(venv_dir(root)))?;
         let pip = venv_dir(root).join("bin").join("pip");
-        run(Command::new(&pip).args(["install", "-q", "--disable-pip-version-check"]).arg(format!(
-            "pymobiledevice3=={PYMOBILEDEVICE3_VERSION}"
-        )))?;
+        run(Command::new(&pip)
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .arg(format!("pymobiledevice3=={PYMOBILEDEVICE3_VERSION}")))?;
         if !pmd3.is_file() {
-            bail!("pymobiledevice3 did not install into {}", venv_dir(root).display());
+            bail!(
+                "pymobiledevice3 did not install into {}",
+                venv_dir(root).display()
+            );
         }
     }
     run(Command::new("ideviceinfo").arg("--version"))?;

@@ -1,0 +1,183 @@
+//! `cargo xtask demo`: the main job on the built-in simulated iPhones, for anyone without a phone.
+//!
+//! It starts `backupd-sim` with example profiles, `backupd` against it, waits for the diagnoses and prints
+//! `backupdctl status`; then it stops both. Nothing is installed and nothing outside `target/demo` is written.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// The simulated phones the demo plugs in, by built-in profile name.
+pub(crate) const DEFAULT_PROFILES: &[&str] =
+    &["healthy", "wifi-off-no-charger", "icloud-full-whatsapp"];
+
+/// Exit code of `backupdctl status` while no diagnosis is ready (`backupd_api::exit::NOT_READY`).
+const NOT_READY: i32 = 6;
+
+struct Running(Child, &'static str);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        // SIGTERM first: the daemon shuts down gracefully and says so in its log.
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.0.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        eprintln!("demo: {} did not stop on SIGTERM; killing it", self.1);
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_socket(path: &Path, what: &str, child: &mut Child) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited with {status} before it was ready");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what} did not open {} in 30 s", path.display())
+}
+
+/// Runs the demo; `lang` is passed to `backupdctl`.
+pub(crate) fn run(root: &Path, profiles: &[String], lang: Option<&str>) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("demo: building backupd-sim, backupd and backupdctl");
+    let built = Command::new(&cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "--quiet",
+            "-p",
+            "backupd-sim",
+            "-p",
+            "backupd",
+            "-p",
+            "backupdctl",
+        ])
+        .status()
+        .context("failed to start cargo")?;
+    if !built.success() {
+        bail!("build failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = |name: &str| target.join("debug").join(name);
+    let dir = target.join("demo").join(std::process::id().to_string());
+    std::fs::create_dir_all(&dir)?;
+    let mux = dir.join("usbmuxd.sock");
+    let api = dir.join("backupd.sock");
+
+    let mut sim = Command::new(bin("backupd-sim"));
+    sim.arg("--socket")
+        .arg(&mux)
+        .arg("--state-dir")
+        .arg(dir.join("sim-state"));
+    for p in profiles {
+        sim.arg("--profile").arg(p);
+    }
+    let sim_log = std::fs::File::create(dir.join("backupd-sim.log"))?;
+    let mut sim = Running(
+        sim.stderr(sim_log)
+            .stdout(Stdio::null())
+            .spawn()
+            .context("failed to start backupd-sim")?,
+        "backupd-sim",
+    );
+    wait_for_socket(&mux, "backupd-sim", &mut sim.0)?;
+    eprintln!(
+        "demo: simulated usbmuxd with {} iPhone(s) at {}",
+        profiles.len(),
+        mux.display()
+    );
+
+    let daemon_log = std::fs::File::create(dir.join("backupd.log"))?;
+    let mut daemon = Running(
+        Command::new(bin("backupd"))
+            .arg("--socket")
+            .arg(&api)
+            .arg("--usbmuxd")
+            .arg(&mux)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--backup-dir")
+            .arg(dir.join("backups"))
+            .arg("--group")
+            .arg("")
+            .stderr(daemon_log)
+            .stdout(Stdio::null())
+            .spawn()
+            .context("failed to start backupd")?,
+        "backupd",
+    );
+    wait_for_socket(&api, "backupd", &mut daemon.0)?;
+    eprintln!(
+        "demo: backupd is pairing with the phones and reading them (log: {})",
+        dir.join("backupd.log").display()
+    );
+
+    let ctl = |extra: &[&str]| {
+        let mut c = Command::new(bin("backupdctl"));
+        c.arg("--socket").arg(&api);
+        if let Some(l) = lang {
+            c.arg("--lang").arg(l);
+        }
+        c.args(extra);
+        c
+    };
+    // Wait until every phone has a diagnosis: `status --json` lists them, `status` exits NOT_READY before.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let out = ctl(&["status", "--json"])
+            .output()
+            .context("failed to run backupdctl")?;
+        let ready = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["devices"].as_array().cloned())
+            .map(|devices| {
+                devices
+                    .iter()
+                    .filter(|d| d["connected"] == true && d["phase"] == "ready")
+                    .count()
+            })
+            .unwrap_or(0);
+        if out.status.code() != Some(NOT_READY) && ready >= profiles.len() {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no diagnosis within 60 s; see {}",
+                dir.join("backupd.log").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    println!("$ backupdctl status");
+    let status = ctl(&["status"])
+        .status()
+        .context("failed to run backupdctl")?;
+    drop(daemon);
+    drop(sim);
+    eprintln!(
+        "demo: `backupdctl status` exited with {status} (0: all checks pass, 1: problems found)"
+    );
+    eprintln!("demo: logs and state are in {}", dir.display());
+    match status.code() {
+        Some(0 | 1) => Ok(()),
+        _ => bail!("backupdctl status failed"),
+    }
+}
