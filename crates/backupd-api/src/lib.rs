@@ -24,6 +24,18 @@ pub const PATH_DIAGNOSE_ALL: &str = "/v1/diagnose";
 pub const PATH_EVENTS: &str = "/v1/events";
 /// `GET`: the daemon's version and settings a client may show ([`DaemonInfo`]).
 pub const PATH_INFO: &str = "/v1/info";
+/// `GET`: every backup job since the daemon started ([`Jobs`]); `GET /v1/jobs/{id}` one [`Job`];
+/// `POST /v1/jobs/{id}/cancel` stops a running one.
+pub const PATH_JOBS: &str = "/v1/jobs";
+/// Under [`PATH_DEVICE_PREFIX`]`{udid}`: `POST …/backup` with a [`BackupStart`] body starts a backup job
+/// (answers 202 with the [`Job`], 409 when the phone already has one, 404 when it is not attached);
+/// `GET …/backups` lists the local backups ([`BackupList`]); `POST …/encryption` with an
+/// [`EncryptionChange`] body starts a job that turns backup encryption on or off or changes its password.
+pub const DEVICE_BACKUP: &str = "backup";
+/// See [`DEVICE_BACKUP`].
+pub const DEVICE_BACKUPS: &str = "backups";
+/// See [`DEVICE_BACKUP`].
+pub const DEVICE_ENCRYPTION: &str = "encryption";
 
 /// The environment variable naming the daemon's socket for clients.
 pub const SOCKET_ENV: &str = "BACKUPD_SOCKET";
@@ -44,6 +56,10 @@ pub mod exit {
     pub const DAEMON_ERROR: i32 = 5;
     /// No diagnosis is available yet (no phone attached, or still reading it).
     pub const NOT_READY: i32 = 6;
+    /// A backup (or encryption change) failed, was cancelled, or did not verify; the previous backup is intact.
+    pub const JOB_FAILED: i32 = 7;
+    /// The phone already has a job running.
+    pub const BUSY: i32 = 8;
 }
 
 /// Whether the daemon can reach usbmuxd.
@@ -177,6 +193,173 @@ pub enum Event {
     },
     /// usbmuxd is reachable again.
     UsbmuxdAvailable,
+    /// A job moved on (sent at most a few times per second).
+    JobProgress {
+        /// The job.
+        job: Job,
+    },
+    /// A job ended.
+    JobFinished {
+        /// The job.
+        job: Job,
+    },
+}
+
+/// The body of `POST /v1/devices/{udid}/backup`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupStart {
+    /// Ask the phone for a full backup instead of an incremental one.
+    #[serde(default)]
+    pub full: bool,
+}
+
+/// What an encryption change does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncryptionAction {
+    /// Turn encryption on with `new_password`.
+    On,
+    /// Turn it off; needs `old_password`.
+    Off,
+    /// Change the password; needs both.
+    Change,
+}
+
+/// The body of `POST /v1/devices/{udid}/encryption`. The passwords travel only on the local socket; the
+/// daemon neither stores nor logs them.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EncryptionChange {
+    /// What to do.
+    pub action: EncryptionAction,
+    /// The current password (off, change).
+    #[serde(default)]
+    pub old_password: Option<String>,
+    /// The new password (on, change).
+    #[serde(default)]
+    pub new_password: Option<String>,
+}
+
+impl std::fmt::Debug for EncryptionChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Passwords never reach a log, even through a debug print.
+        f.debug_struct("EncryptionChange")
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum JobKind {
+    /// A local backup.
+    Backup,
+    /// Turning backup encryption on or off, or changing its password.
+    Encryption,
+}
+
+/// Where a job is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum JobState {
+    /// Running.
+    Running,
+    /// Finished well (a backup: complete, verified and kept).
+    Succeeded,
+    /// Failed; `error` says why; the previous backup is intact.
+    Failed,
+    /// Stopped on request; the previous backup is intact.
+    Cancelled,
+}
+
+/// A backup's progress.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct JobProgress {
+    /// `preparing`, `waiting_for_passcode` (enter the passcode on the phone), `transferring`, `verifying`,
+    /// `committing`, `done`.
+    pub stage: String,
+    /// File bytes received.
+    pub bytes: u64,
+    /// Files received.
+    pub files: u64,
+    /// The phone's own percentage.
+    pub device_percent: f64,
+    /// Bytes the phone announced so far.
+    pub announced_bytes: u64,
+    /// Seconds since the job started.
+    pub elapsed_secs: f64,
+}
+
+/// A job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Job {
+    /// The job's id.
+    pub id: u64,
+    /// The phone.
+    pub udid: String,
+    /// What it does.
+    pub kind: JobKind,
+    /// Where it is.
+    pub state: JobState,
+    /// Whether a full backup was asked for.
+    #[serde(default)]
+    pub full: bool,
+    /// When it started (seconds since the Unix epoch).
+    pub started_at: i64,
+    /// When it ended.
+    #[serde(default)]
+    pub finished_at: Option<i64>,
+    /// The latest progress.
+    #[serde(default)]
+    pub progress: JobProgress,
+    /// Why it failed, in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// The phone's MBErrorDomain code, when the phone stopped it (208: the passcode was not entered).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device_error_code: Option<u64>,
+    /// Files checked by the verification of the finished backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_files: Option<u64>,
+}
+
+/// The answer to `GET /v1/jobs`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Jobs {
+    /// Newest first.
+    pub jobs: Vec<Job>,
+}
+
+/// A local backup of a phone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupEntry {
+    /// `current` for the newest, else the version's name (its date).
+    pub name: String,
+    /// Its folder.
+    pub path: String,
+    /// Its date (seconds since the Unix epoch).
+    #[serde(default)]
+    pub date: Option<i64>,
+    /// Bytes on disk (files shared with other versions are counted in each).
+    pub size: u64,
+    /// iOS version of the phone when it was made.
+    #[serde(default)]
+    pub ios_version: Option<String>,
+    /// Whether it is encrypted.
+    pub encrypted: bool,
+    /// Whether it passed verification.
+    pub verified: bool,
+}
+
+/// The answer to `GET /v1/devices/{udid}/backups`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupList {
+    /// The phone.
+    pub udid: String,
+    /// Newest first.
+    pub backups: Vec<BackupEntry>,
 }
 
 /// The body of every error answer.
@@ -189,7 +372,7 @@ pub struct ErrorBody {
 /// An error's code and words.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorDetail {
-    /// A stable code: `not_found`, `bad_request`, `method_not_allowed`, `internal`.
+    /// A stable code: `not_found`, `bad_request`, `method_not_allowed`, `busy`, `internal`.
     pub code: String,
     /// Words for a person.
     pub message: String,

@@ -1103,3 +1103,79 @@ async fn run_locked(
         encrypted,
     })
 }
+
+/// Turns backup encryption on (`old` none), off (`new` none) or changes its password.
+///
+/// From iOS 13 the phone asks for its passcode on screen; `progress` shows `waiting_for_passcode` while the
+/// prompt is up. The passwords go only to the phone.
+pub async fn change_password(
+    lockdown: &mut Lockdown,
+    record: &PairRecord,
+    old: Option<String>,
+    new: Option<String>,
+    progress: &watch::Sender<Progress>,
+) -> Result<(), BackupError> {
+    let udid = lockdown.device().udid.clone();
+    let mut np = match NotificationProxy::start(lockdown).await {
+        Ok(mut np) => {
+            np.observe(notification::LOCAL_AUTH_PRESENTED).await?;
+            np.observe(notification::LOCAL_AUTH_DISMISSED).await?;
+            Some(np)
+        }
+        Err(_) => None,
+    };
+    let mut conn = open_mobilebackup2(lockdown, record).await?;
+    let request = Request::ChangePassword {
+        target: Some(udid),
+        old,
+        new,
+    };
+    conn.send(&request.to_message().encode()).await?;
+    let mut state = Progress::new();
+    loop {
+        let msg = tokio::select! {
+            msg = conn.recv() => msg?,
+            ev = async {
+                match np.as_mut() {
+                    Some(np) => np.next_event().await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                match ev {
+                    Ok(backupd_proto::services::notification::Event::Relay(name)) => {
+                        state.stage = if name == notification::LOCAL_AUTH_PRESENTED {
+                            Stage::WaitingForPasscode
+                        } else {
+                            Stage::Preparing
+                        };
+                        let _ = progress.send(state.clone());
+                    }
+                    _ => np = None,
+                }
+                continue;
+            }
+        };
+        match msg {
+            DeviceMessage::ProcessMessage(d) => {
+                let r =
+                    Response::from_dict(&d).map_err(|e| BackupError::Protocol(e.to_string()))?;
+                let _ = conn
+                    .send(&HostMessage::Disconnect { reason: None }.encode())
+                    .await;
+                if !r.is_ok() {
+                    return Err(device_error(&r));
+                }
+                state.stage = Stage::Done;
+                let _ = progress.send(state);
+                return Ok(());
+            }
+            DeviceMessage::Disconnect { reason } => {
+                return Err(BackupError::Protocol(format!(
+                    "the iPhone disconnected ({})",
+                    reason.unwrap_or_default()
+                )));
+            }
+            _ => conn.status(StatusResponse::unsupported()).await?,
+        }
+    }
+}

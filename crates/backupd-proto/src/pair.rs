@@ -10,7 +10,6 @@
 //! so [`PairRecord`]'s `Debug` output redacts them; never log a record any other way.
 
 use std::fmt;
-use std::io::Cursor;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use plist::{Dictionary, Value};
@@ -93,7 +92,8 @@ impl PairRecord {
                 max: MAX_PAIR_RECORD_LEN,
             });
         }
-        let value = Value::from_reader(Cursor::new(bytes)).map_err(PairError::Plist)?;
+        // Depth-limited: a deeply nested document would overflow the stack when dropped.
+        let value = crate::plist_util::parse_strict(bytes).map_err(PairError::Plist)?;
         let dict = value.into_dictionary().ok_or(PairError::NotADictionary)?;
         Self::from_dictionary(&dict)
     }

@@ -66,6 +66,8 @@ pub struct FileConfig {
     pub pin_device_keys: Option<bool>,
     /// How long, in seconds, between re-reads of an attached phone when nothing prompts one (default 900).
     pub refresh_secs: Option<u64>,
+    /// How many earlier backups of each phone to keep as hard-linked versions (default 5).
+    pub backup_versions: Option<usize>,
     /// Thresholds of the rules.
     pub rules: RulesConfig,
 }
@@ -105,6 +107,8 @@ pub struct Settings {
     pub pin_device_keys: bool,
     /// Idle refresh period.
     pub refresh: std::time::Duration,
+    /// Earlier backups kept per phone.
+    pub backup_versions: usize,
     /// Rules thresholds.
     pub rules: RulesConfig,
 }
@@ -189,6 +193,7 @@ impl Settings {
             log_format: file.log_format.unwrap_or_default(),
             pin_device_keys: file.pin_device_keys.unwrap_or(true),
             refresh: std::time::Duration::from_secs(file.refresh_secs.unwrap_or(900).max(10)),
+            backup_versions: file.backup_versions.unwrap_or(5),
             rules: file.rules,
         })
     }
@@ -249,6 +254,7 @@ mod tests {
             log_format = "json"
             pin_device_keys = false
             refresh_secs = 60
+            backup_versions = 2
             [rules]
             icloud_quota_bytes = 50000000000
         "#;
@@ -258,6 +264,7 @@ mod tests {
         assert!(!s.pin_device_keys);
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.refresh, std::time::Duration::from_secs(60));
+        assert_eq!(s.backup_versions, 2);
     }
 
     #[test]

@@ -7,6 +7,7 @@
 pub mod config;
 pub mod device;
 pub mod host;
+pub mod jobs;
 pub mod server;
 pub mod snapshot;
 pub mod state;

@@ -21,7 +21,8 @@ use tokio_util::task::TaskTracker;
 
 use backupd_api::{self as api, ErrorBody, ErrorDetail};
 
-use crate::supervisor::{Handles, Request};
+use crate::jobs;
+use crate::supervisor::{Handles, Request, StartError};
 
 type Body = BoxBody<Bytes, Infallible>;
 
@@ -228,7 +229,55 @@ async fn route(
                         None => unavailable(),
                     }
                 }
-                (_, None) | (_, Some((_, "diagnose"))) => error(
+                (Method::POST, Some((udid, api::DEVICE_BACKUP))) => {
+                    let start: api::BackupStart =
+                        match read_json(req, Some(api::BackupStart::default())).await {
+                            Ok(b) => b,
+                            Err(r) => return r,
+                        };
+                    start_job(&handles, udid, jobs::Work::Backup { full: start.full }).await
+                }
+                (Method::POST, Some((udid, api::DEVICE_ENCRYPTION))) => {
+                    let change: api::EncryptionChange = match read_json(req, None).await {
+                        Ok(b) => b,
+                        Err(r) => return r,
+                    };
+                    let missing = match change.action {
+                        api::EncryptionAction::On => change.new_password.is_none(),
+                        api::EncryptionAction::Off => change.old_password.is_none(),
+                        api::EncryptionAction::Change => {
+                            change.old_password.is_none() || change.new_password.is_none()
+                        }
+                    };
+                    let empty = [&change.old_password, &change.new_password]
+                        .iter()
+                        .any(|p| p.as_deref() == Some(""));
+                    if missing || empty {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "bad_request",
+                            "this action needs its password(s), and a password cannot be empty",
+                        );
+                    }
+                    start_job(&handles, udid, jobs::Work::Encryption(change)).await
+                }
+                (Method::GET, Some((udid, api::DEVICE_BACKUPS))) => {
+                    match ask(&handles, |tx| Request::Backups(udid.to_owned(), tx)).await {
+                        Some(list) => json(StatusCode::OK, &list),
+                        None => unavailable(),
+                    }
+                }
+                (_, None)
+                | (
+                    _,
+                    Some((
+                        _,
+                        "diagnose"
+                        | api::DEVICE_BACKUP
+                        | api::DEVICE_BACKUPS
+                        | api::DEVICE_ENCRYPTION,
+                    )),
+                ) => error(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "method_not_allowed",
                     "method not allowed here",
@@ -240,17 +289,117 @@ async fn route(
                 ),
             }
         }
-        (_, api::PATH_DEVICES | api::PATH_INFO | api::PATH_EVENTS | api::PATH_DIAGNOSE_ALL) => {
-            error(
-                StatusCode::METHOD_NOT_ALLOWED,
-                "method_not_allowed",
-                "method not allowed here",
-            )
+        (Method::GET, api::PATH_JOBS) => match ask(&handles, Request::Jobs).await {
+            Some(jobs) => json(StatusCode::OK, &jobs),
+            None => unavailable(),
+        },
+        (m, p) if p.starts_with(api::PATH_JOBS) && p[api::PATH_JOBS.len()..].starts_with('/') => {
+            let rest = &p[api::PATH_JOBS.len() + 1..];
+            let (id, action) = rest
+                .split_once('/')
+                .map_or((rest, None), |(i, a)| (i, Some(a)));
+            let Ok(id) = id.parse::<u64>() else {
+                return error(StatusCode::NOT_FOUND, "not_found", format!("no job {id}"));
+            };
+            let answer = match (m, action) {
+                (Method::GET, None) => ask(&handles, |tx| Request::Job(id, tx)).await,
+                (Method::POST, Some("cancel")) => {
+                    ask(&handles, |tx| Request::CancelJob(id, tx)).await
+                }
+                (_, None | Some("cancel")) => {
+                    return error(
+                        StatusCode::METHOD_NOT_ALLOWED,
+                        "method_not_allowed",
+                        "method not allowed here",
+                    );
+                }
+                _ => {
+                    return error(
+                        StatusCode::NOT_FOUND,
+                        "not_found",
+                        format!("no such path {p}"),
+                    );
+                }
+            };
+            match answer {
+                Some(Some(job)) if action.is_some() && job.state == api::JobState::Running => {
+                    json(StatusCode::ACCEPTED, &job)
+                }
+                Some(Some(job)) => json(StatusCode::OK, &job),
+                Some(None) => error(StatusCode::NOT_FOUND, "not_found", format!("no job {id}")),
+                None => unavailable(),
+            }
         }
+        (
+            _,
+            api::PATH_DEVICES
+            | api::PATH_INFO
+            | api::PATH_EVENTS
+            | api::PATH_DIAGNOSE_ALL
+            | api::PATH_JOBS,
+        ) => error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "method not allowed here",
+        ),
         (_, p) => error(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no such path {p}"),
+        ),
+    }
+}
+
+/// The largest request body accepted: requests are small JSON objects.
+const MAX_BODY: usize = 64 << 10;
+
+/// Reads a JSON body (an empty one gives the default when `empty_ok`), or the error answer to send.
+async fn read_json<T: serde::de::DeserializeOwned>(
+    req: HttpRequest<Incoming>,
+    when_empty: Option<T>,
+) -> Result<T, Response<Body>> {
+    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    let bytes = match limited.collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(_) => {
+            return Err(error(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "bad_request",
+                "the request body is too large",
+            ));
+        }
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace)
+        && let Some(default) = when_empty
+    {
+        return Ok(default);
+    }
+    serde_json::from_slice(&bytes).map_err(|e| {
+        error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("invalid JSON body: {e}"),
+        )
+    })
+}
+
+async fn start_job(handles: &Handles, udid: &str, work: jobs::Work) -> Response<Body> {
+    match ask(handles, |tx| Request::StartJob(udid.to_owned(), work, tx)).await {
+        Some(Ok(job)) => json(StatusCode::ACCEPTED, &job),
+        Some(Err(StartError::NotAttached)) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no attached phone {udid}"),
+        ),
+        Some(Err(StartError::Busy(id))) => error(
+            StatusCode::CONFLICT,
+            "busy",
+            format!("the phone already has job {id} running"),
+        ),
+        None => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "internal",
+            "the daemon is stopping",
         ),
     }
 }

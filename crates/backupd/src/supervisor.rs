@@ -20,6 +20,7 @@ use backupd_usb::{MuxEvent, Muxd};
 
 use crate::config::Settings;
 use crate::device::{self, Command, Context, Report};
+use crate::jobs;
 use crate::state::Store;
 
 /// A question from an API handler.
@@ -31,6 +32,29 @@ pub enum Request {
     Device(String, oneshot::Sender<Option<api::Device>>),
     /// Diagnose one phone again, or all attached phones.
     Diagnose(Option<String>, oneshot::Sender<Option<api::Accepted>>),
+    /// Start a job on a phone.
+    StartJob(
+        String,
+        jobs::Work,
+        oneshot::Sender<Result<api::Job, StartError>>,
+    ),
+    /// Every job, newest first.
+    Jobs(oneshot::Sender<api::Jobs>),
+    /// One job.
+    Job(u64, oneshot::Sender<Option<api::Job>>),
+    /// Cancel a job.
+    CancelJob(u64, oneshot::Sender<Option<api::Job>>),
+    /// The local backups of a phone.
+    Backups(String, oneshot::Sender<api::BackupList>),
+}
+
+/// Why a job could not start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartError {
+    /// The phone is not attached.
+    NotAttached,
+    /// The phone already has a job.
+    Busy(u64),
 }
 
 /// What the usbmuxd watcher reports.
@@ -42,6 +66,7 @@ enum Muxer {
 }
 
 struct Running {
+    device: Device,
     device_id: u32,
     commands: mpsc::Sender<Command>,
     cancel: CancellationToken,
@@ -58,7 +83,15 @@ pub struct Handles {
     pub lang: backupd_rules::Lang,
 }
 
+struct JobEntry {
+    view: api::Job,
+    cancel: CancellationToken,
+}
+
 struct Supervisor {
+    jobs: BTreeMap<u64, JobEntry>,
+    next_job: u64,
+    job_reports: mpsc::Sender<jobs::JobReport>,
     ctx: Arc<Context>,
     store: Store,
     running: BTreeMap<String, Running>,
@@ -86,7 +119,12 @@ pub async fn run(
     let muxd = Muxd::new(settings.usbmuxd.clone());
     let (reports_tx, mut reports) = mpsc::channel(256);
     let (muxer_tx, mut muxer_rx) = mpsc::channel(64);
+    let (job_tx, mut job_rx) = mpsc::channel(256);
+    recover_backups(&settings.backup_dir);
     let mut sup = Supervisor {
+        jobs: BTreeMap::new(),
+        next_job: 1,
+        job_reports: job_tx,
         ctx: Arc::new(Context {
             settings,
             muxd: muxd.clone(),
@@ -114,6 +152,7 @@ pub async fn run(
             () = &mut shutdown => break,
             Some(m) = muxer_rx.recv() => sup.on_muxer(m),
             Some(r) = reports.recv() => sup.on_report(r),
+            Some(j) = job_rx.recv() => sup.on_job(j),
             Some(q) = requests.recv() => sup.on_request(q),
         }
     }
@@ -126,10 +165,37 @@ pub async fn run(
             () = sup.tracker.wait() => break,
             Some(_) = reports.recv() => {}
             Some(_) = muxer_rx.recv() => {}
+            Some(_) = job_rx.recv() => {}
         }
     }
     sup.store.mark_all_detached();
     sup.store.save();
+}
+
+/// Finishes commits interrupted by a crash and notes interrupted runs, before any phone is served.
+fn recover_backups(backup_dir: &std::path::Path) {
+    let books = backup_dir.join(backupd_backup::store::BOOKKEEPING);
+    let Ok(entries) = std::fs::read_dir(&books) else {
+        return;
+    };
+    let store = backupd_backup::store::Store::new(backup_dir);
+    for udid in entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+    {
+        match store.recover(&udid) {
+            Ok(backupd_backup::store::Recovery::Clean) => {}
+            Ok(r) => tracing::info!(udid, recovery = ?r, "backup store recovered"),
+            Err(e) => tracing::warn!(udid, error = %e, "backup store recovery failed"),
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Follows usbmuxd's Listen stream; reconnects with backoff when usbmuxd is absent or restarts.
@@ -249,6 +315,7 @@ impl Supervisor {
         self.running.insert(
             k,
             Running {
+                device: device.clone(),
                 device_id: device.device_id,
                 commands: cmd_tx,
                 cancel: cancel.clone(),
@@ -377,6 +444,129 @@ impl Supervisor {
                     }
                 }
                 let _ = reply.send(Some(api::Accepted { udids }));
+            }
+            Request::StartJob(udid, work, reply) => {
+                let _ = reply.send(self.start_job(&udid, work));
+            }
+            Request::Jobs(reply) => {
+                let jobs = self.jobs.values().rev().map(|j| j.view.clone()).collect();
+                let _ = reply.send(api::Jobs { jobs });
+            }
+            Request::Job(id, reply) => {
+                let _ = reply.send(self.jobs.get(&id).map(|j| j.view.clone()));
+            }
+            Request::CancelJob(id, reply) => {
+                let job = self.jobs.get(&id).map(|j| {
+                    if j.view.state == api::JobState::Running {
+                        tracing::info!(job = id, udid = j.view.udid, "cancelling job");
+                        j.cancel.cancel();
+                    }
+                    j.view.clone()
+                });
+                let _ = reply.send(job);
+            }
+            Request::Backups(udid, reply) => {
+                let store = backupd_backup::store::Store::new(&self.ctx.settings.backup_dir);
+                let udid = self.store.device(&udid).map(|d| d.udid).unwrap_or(udid);
+                let backups = store
+                    .list(&udid)
+                    .into_iter()
+                    .map(|b| api::BackupEntry {
+                        name: b.name,
+                        path: b.path.display().to_string(),
+                        date: b.date,
+                        size: b.size,
+                        ios_version: b.ios_version,
+                        encrypted: b.encrypted,
+                        verified: b.verified,
+                    })
+                    .collect();
+                let _ = reply.send(api::BackupList { udid, backups });
+            }
+        }
+    }
+
+    fn start_job(&mut self, udid: &str, work: jobs::Work) -> Result<api::Job, StartError> {
+        let k = key(udid);
+        let device = self
+            .running
+            .get(&k)
+            .map(|r| r.device.clone())
+            .ok_or(StartError::NotAttached)?;
+        if let Some(busy) = self
+            .jobs
+            .values()
+            .find(|j| key(&j.view.udid) == k && j.view.state == api::JobState::Running)
+        {
+            return Err(StartError::Busy(busy.view.id));
+        }
+        let id = self.next_job;
+        self.next_job += 1;
+        let (kind, full) = match &work {
+            jobs::Work::Backup { full } => (api::JobKind::Backup, *full),
+            jobs::Work::Encryption(_) => (api::JobKind::Encryption, false),
+        };
+        let view = api::Job {
+            id,
+            udid: device.udid.clone(),
+            kind,
+            state: api::JobState::Running,
+            full,
+            started_at: unix_now(),
+            finished_at: None,
+            progress: api::JobProgress {
+                stage: "preparing".into(),
+                ..api::JobProgress::default()
+            },
+            error: None,
+            device_error_code: None,
+            verified_files: None,
+        };
+        tracing::info!(job = id, udid = device.udid, kind = ?kind, full, "job started");
+        let cancel = self.cancel.child_token();
+        self.jobs.insert(
+            id,
+            JobEntry {
+                view: view.clone(),
+                cancel: cancel.clone(),
+            },
+        );
+        self.tracker.spawn(jobs::run(
+            self.ctx.clone(),
+            device,
+            id,
+            work,
+            self.job_reports.clone(),
+            cancel,
+        ));
+        Ok(view)
+    }
+
+    fn on_job(&mut self, report: jobs::JobReport) {
+        match report {
+            jobs::JobReport::Progress { id, progress } => {
+                if let Some(j) = self.jobs.get_mut(&id) {
+                    j.view.progress = progress;
+                    let job = j.view.clone();
+                    self.emit(Event::JobProgress { job });
+                }
+            }
+            jobs::JobReport::Ended { id, ended } => {
+                let Some(j) = self.jobs.get_mut(&id) else {
+                    return;
+                };
+                j.view.state = ended.state;
+                j.view.error = ended.error;
+                j.view.device_error_code = ended.device_error_code;
+                j.view.verified_files = ended.verified_files;
+                j.view.finished_at = Some(unix_now());
+                let job = j.view.clone();
+                tracing::info!(job = id, udid = job.udid, state = ?job.state, error = job.error, "job ended");
+                // The local backup changed: the phone's diagnosis should say so.
+                if let Some(r) = self.running.get(&key(&job.udid)) {
+                    let _ = r.commands.try_send(Command::Rediagnose);
+                }
+                self.emit(Event::JobFinished { job });
             }
         }
     }

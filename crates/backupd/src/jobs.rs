@@ -1,0 +1,217 @@
+//! Backup and encryption jobs: each runs in its own task, reports progress to the supervisor, and goes on
+//! when the client that started it disconnects. Cancelling drops the work; the store keeps the previous
+//! backup whatever happens.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use backupd_api::{EncryptionAction, EncryptionChange, JobProgress, JobState};
+use backupd_backup::engine::{self, BackupError, BackupRequest, Progress};
+use backupd_backup::store::Store;
+use backupd_proto::tls::DevicePinning;
+use backupd_proto::usbmuxd::Device;
+use backupd_usb::{Pairing, TrustProblem};
+
+use crate::device::Context;
+
+/// What a job asks for.
+#[derive(Debug)]
+pub enum Work {
+    /// A backup.
+    Backup {
+        /// Force a full backup.
+        full: bool,
+    },
+    /// An encryption change.
+    Encryption(EncryptionChange),
+}
+
+/// How a job ended.
+#[derive(Debug)]
+pub struct Ended {
+    /// Succeeded, failed or cancelled.
+    pub state: JobState,
+    /// Why not, in words.
+    pub error: Option<String>,
+    /// The phone's MBErrorDomain code.
+    pub device_error_code: Option<u64>,
+    /// Files checked by verification (backups).
+    pub verified_files: Option<u64>,
+}
+
+/// What a job tells the supervisor.
+#[derive(Debug)]
+pub enum JobReport {
+    /// New progress.
+    Progress {
+        /// The job.
+        id: u64,
+        /// Where it is.
+        progress: JobProgress,
+    },
+    /// The job ended.
+    Ended {
+        /// The job.
+        id: u64,
+        /// How.
+        ended: Ended,
+    },
+}
+
+fn view(p: &Progress) -> JobProgress {
+    let stage = serde_json::to_value(p.stage)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    JobProgress {
+        stage,
+        bytes: p.bytes,
+        files: p.files,
+        device_percent: p.device_percent,
+        announced_bytes: p.announced_bytes,
+        elapsed_secs: p.elapsed_secs,
+    }
+}
+
+fn trust_words(problem: TrustProblem) -> String {
+    match problem {
+        TrustProblem::Pending => {
+            "the iPhone shows “Trust This Computer?”: tap Trust, then start again".into()
+        }
+        TrustProblem::PasscodeLocked => "the iPhone is locked: unlock it, then start again".into(),
+        TrustProblem::Denied => {
+            "this computer was not trusted on the iPhone: unplug it, plug it in and tap Trust"
+                .into()
+        }
+        TrustProblem::InvalidHost => {
+            "the iPhone no longer trusts this computer: unplug it, plug it in and tap Trust".into()
+        }
+        TrustProblem::Failed(e) => format!("{e}"),
+        other => format!("{other:?}"),
+    }
+}
+
+fn failed(e: &BackupError) -> Ended {
+    let mut words = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        words.push_str(": ");
+        words.push_str(&s.to_string());
+        source = s.source();
+    }
+    Ended {
+        state: JobState::Failed,
+        error: Some(words),
+        device_error_code: e.device_code(),
+        verified_files: None,
+    }
+}
+
+/// Runs one job until it ends or `cancel` fires.
+pub async fn run(
+    ctx: Arc<Context>,
+    device: Device,
+    id: u64,
+    work: Work,
+    reports: mpsc::Sender<JobReport>,
+    cancel: CancellationToken,
+) {
+    let (tx, mut rx) = watch::channel(Progress {
+        stage: engine::Stage::Preparing,
+        bytes: 0,
+        files: 0,
+        device_percent: 0.0,
+        announced_bytes: 0,
+        elapsed_secs: 0.0,
+    });
+    let pinning = if ctx.settings.pin_device_keys {
+        DevicePinning::Pinned
+    } else {
+        DevicePinning::Disabled
+    };
+    let job = async {
+        let mut trusted = match Pairing::new()
+            .open(&ctx.muxd, &device, pinning, SystemTime::now())
+            .await
+        {
+            Ok(t) => t,
+            Err(p) => {
+                return Ended {
+                    state: JobState::Failed,
+                    error: Some(trust_words(p)),
+                    device_error_code: None,
+                    verified_files: None,
+                };
+            }
+        };
+        match work {
+            Work::Backup { full } => {
+                let store = Store::new(&ctx.settings.backup_dir);
+                let request = BackupRequest {
+                    full,
+                    keep_versions: ctx.settings.backup_versions,
+                };
+                match engine::backup(
+                    &mut trusted.lockdown,
+                    &trusted.record,
+                    &store,
+                    &request,
+                    &tx,
+                )
+                .await
+                {
+                    Ok(outcome) => Ended {
+                        state: JobState::Succeeded,
+                        error: None,
+                        device_error_code: None,
+                        verified_files: Some(outcome.report.files),
+                    },
+                    Err(e) => failed(&e),
+                }
+            }
+            Work::Encryption(change) => {
+                let (old, new) = match change.action {
+                    EncryptionAction::On => (None, change.new_password),
+                    EncryptionAction::Off => (change.old_password, None),
+                    EncryptionAction::Change => (change.old_password, change.new_password),
+                };
+                match engine::change_password(&mut trusted.lockdown, &trusted.record, old, new, &tx)
+                    .await
+                {
+                    Ok(()) => Ended {
+                        state: JobState::Succeeded,
+                        error: None,
+                        device_error_code: None,
+                        verified_files: None,
+                    },
+                    Err(e) => failed(&e),
+                }
+            }
+        }
+    };
+    tokio::pin!(job);
+    let ended = loop {
+        tokio::select! {
+            ended = &mut job => break ended,
+            () = cancel.cancelled() => break Ended {
+                state: JobState::Cancelled,
+                error: Some("cancelled; the previous backup is intact".into()),
+                device_error_code: None,
+                verified_files: None,
+            },
+            changed = rx.changed() => {
+                if changed.is_ok() {
+                    let progress = view(&rx.borrow_and_update());
+                    let _ = reports.send(JobReport::Progress { id, progress }).await;
+                }
+            }
+        }
+    };
+    // The last progress (e.g. `done`) before the end.
+    let progress = view(&rx.borrow());
+    let _ = reports.send(JobReport::Progress { id, progress }).await;
+    let _ = reports.send(JobReport::Ended { id, ended }).await;
+}
