@@ -366,6 +366,13 @@ impl Store {
         }
     }
 
+    /// Whether an interrupted run left something behind: backupd's staging folder, or the device's own
+    /// `Snapshot/` folder in the newest backup (which other tools leave).
+    pub fn has_leftover(&self, udid: &str) -> bool {
+        self.books(udid).join(STAGING).exists()
+            || self.current_dir(udid).join(DEVICE_SNAPSHOT).exists()
+    }
+
     /// Records the verification of the newest backup.
     pub fn record_verification(
         &self,

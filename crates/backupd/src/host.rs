@@ -4,13 +4,6 @@ use std::path::Path;
 
 use backupd_rules::{HostFacts, HostOs, LocalBackup, Timestamp, UnknownReason, UsbmuxdStatus};
 
-/// Where backupd keeps its own bookkeeping beside the Finder-format folders: `<backup dir>/.backupd/<UDID>/`.
-pub const BOOKKEEPING_DIR: &str = ".backupd";
-/// The file the verifier writes after checking a backup.
-pub const VERIFIED_FILE: &str = "verified.json";
-/// The folder a backup in progress is staged in.
-pub const STAGING_DIR: &str = "staging";
-
 /// Free bytes for an unprivileged writer on the file system holding `path` (or its nearest existing parent).
 pub fn free_bytes(path: &Path) -> Option<u64> {
     let mut p = path;
@@ -38,57 +31,24 @@ pub struct LocalBackups {
     pub unfinished: bool,
 }
 
-fn plist_dict(path: &Path) -> Option<plist::Dictionary> {
-    let bytes = std::fs::read(path).ok()?;
-    backupd_proto::plist_util::parse(&bytes)
-        .ok()?
-        .into_dictionary()
-}
-
-/// Looks at `<backup dir>/<UDID>/` (Finder's layout) and backupd's bookkeeping for the phone.
+/// Looks at the store of the phone: its newest complete backup, and what an interrupted run left.
 pub fn local_backups(backup_dir: &Path, udid: &str) -> LocalBackups {
-    let folder = backup_dir.join(udid);
-    let books = backup_dir.join(BOOKKEEPING_DIR).join(udid);
-    // An interrupted run leaves either our staging folder or the device's own Snapshot folder (idevicebackup2).
-    let unfinished = books.join(STAGING_DIR).exists() || folder.join("Snapshot").exists();
-    let latest = plist_dict(&folder.join("Status.plist")).and_then(|status| {
-        if status
-            .get("SnapshotState")
-            .and_then(plist::Value::as_string)
-            != Some("finished")
-        {
-            return None;
-        }
-        let date = status
-            .get("Date")
-            .and_then(plist::Value::as_date)
-            .map(|d| {
-                let st: std::time::SystemTime = d.into();
-                let secs = st
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map(|d| d.as_secs())
-                    .unwrap_or(0);
-                Timestamp::from_unix_secs(i64::try_from(secs).unwrap_or(i64::MAX))
-            })?;
-        let encrypted = plist_dict(&folder.join("Manifest.plist"))
-            .and_then(|m| m.get("IsEncrypted").and_then(plist::Value::as_boolean))
-            .unwrap_or(false);
-        let verified = verified_matches(&books.join(VERIFIED_FILE), date);
-        Some(LocalBackup::new(date, verified, encrypted))
-    });
-    LocalBackups { latest, unfinished }
-}
-
-/// Whether the verifier's record is for the backup of this date and says it passed.
-fn verified_matches(path: &Path, date: Timestamp) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return false;
-    };
-    let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
-        return false;
-    };
-    v.get("ok").and_then(serde_json::Value::as_bool) == Some(true)
-        && v.get("backup_date").and_then(serde_json::Value::as_i64) == Some(date.unix_secs())
+    let store = backupd_backup::store::Store::new(backup_dir);
+    let latest = store
+        .list(udid)
+        .into_iter()
+        .find(|b| b.name == "current")
+        .and_then(|b| {
+            Some(LocalBackup::new(
+                Timestamp::from_unix_secs(b.date?),
+                b.verified,
+                b.encrypted,
+            ))
+        });
+    LocalBackups {
+        latest,
+        unfinished: store.has_leftover(udid),
+    }
 }
 
 /// The host facts for one phone (or none, for host-only checks).
@@ -144,11 +104,11 @@ mod tests {
         assert!(!latest.verified);
         assert_eq!(latest.date.unix_secs(), 1_793_527_200);
 
-        let books = dir.path().join(BOOKKEEPING_DIR).join(udid);
-        std::fs::create_dir_all(books.join(STAGING_DIR)).expect("mkdir");
+        let books = dir.path().join(".backupd").join(udid);
+        std::fs::create_dir_all(books.join("staging")).expect("mkdir");
         std::fs::write(
-            books.join(VERIFIED_FILE),
-            r#"{"ok":true,"backup_date":1793527200}"#,
+            books.join("verified.json"),
+            r#"{"ok":true,"backup_date":1793527200,"method":"manifest","files":0,"bytes":0,"problems":[]}"#,
         )
         .expect("write");
         let found = local_backups(dir.path(), udid);
