@@ -7,6 +7,7 @@
 //! Real clients (libimobiledevice's tools, pymobiledevice3) accept it; that is what keeps our own client
 //! honest.
 
+pub mod backup;
 pub mod muxd;
 pub mod phone;
 pub mod profile;
@@ -212,7 +213,8 @@ impl Simulator {
 ///
 /// Commands: `list`; `attach UDID`; `detach UDID`; `trust UDID` / `distrust UDID` (answer the Trust dialog);
 /// `lock UDID` / `unlock UDID`; `reset-trust UDID` (the phone forgets every host); `notify UDID NAME` (the
-/// phone posts a notification).
+/// phone posts a notification); `enter-passcode UDID` (answer the backup passcode prompt); `touch UDID DOMAIN
+/// PATH` (a file of the backup set changes); `backup-report UDID` (what the last backup did).
 pub mod control {
     use super::*;
 
@@ -263,6 +265,26 @@ pub mod control {
             ["notify", udid, name] => phone(udid)
                 .map(|p| p.post_notification(name))
                 .map(|_| String::new()),
+            ["enter-passcode", udid] => phone(udid)
+                .map(|p| p.backup().enter_passcode())
+                .map(|_| String::new()),
+            ["touch", udid, domain, path] => phone(udid).and_then(|p| {
+                p.backup()
+                    .touch(domain, path)
+                    .map(|g| format!("generation {g}"))
+                    .map_err(|e| format!("error: {e}"))
+            }),
+            ["backup-report", udid] => phone(udid).map(|p| match p.backup().last_report() {
+                None => "no backup yet".to_owned(),
+                Some(r) => format!(
+                    "{} error {} uploaded {} files {} bytes removed {}",
+                    if r.full { "full" } else { "incremental" },
+                    r.error_code,
+                    r.uploaded.len(),
+                    r.uploaded_bytes,
+                    r.removed.len()
+                ),
+            }),
             _ => Err(format!("error: unknown command {line:?}")),
         };
         match result {

@@ -10,11 +10,13 @@ use rand::RngCore;
 use tokio::sync::broadcast;
 
 use backupd_proto::lockdown::{self as ld, DeviceError, Request};
+use backupd_proto::mobilebackup2;
 use backupd_proto::pair::{DeviceKey, PairRequestRecord};
 use backupd_proto::plist_util::DictExt;
 use backupd_proto::services::{self, diagnostics, instproxy, notification};
 use backupd_proto::tls;
 
+use crate::backup::{self, PhoneBackup};
 use crate::profile::{Profile, TrustPolicy, WifiEntry};
 use crate::wire::{DeviceConn, SimStream, read_plist, write_plist};
 
@@ -92,6 +94,7 @@ pub struct Phone {
     state: Mutex<State>,
     notifications: broadcast::Sender<String>,
     state_dir: Option<PathBuf>,
+    backup: PhoneBackup,
 }
 
 impl Phone {
@@ -118,6 +121,7 @@ impl Phone {
             .unwrap_or_default();
         let (notifications, _) = broadcast::channel(64);
         let locked = profile.pairing.locked;
+        let backup = PhoneBackup::new(&profile.backup, state_dir.as_deref());
         Ok(Arc::new(Self {
             profile,
             key,
@@ -133,6 +137,7 @@ impl Phone {
             }),
             notifications,
             state_dir,
+            backup,
         }))
     }
 
@@ -144,6 +149,27 @@ impl Phone {
     /// The UDID as the phone reports it.
     pub fn udid(&self) -> &str {
         &self.profile.identity.udid
+    }
+
+    /// The phone's backup side: its files, the passcode prompt, the last backup's report.
+    pub fn backup(&self) -> &PhoneBackup {
+        &self.backup
+    }
+
+    /// A lockdown value as the phone answers it now (`None` domain: the root domain).
+    pub(crate) fn lockdown_value(&self, domain: Option<&str>, key: &str) -> Option<Value> {
+        self.domain(domain).get(key).cloned()
+    }
+
+    /// Changes a lockdown value as `SetValue` would; a change in `com.apple.mobile.backup` is posted.
+    pub(crate) fn set_lockdown_value(&self, domain: Option<&str>, key: &str, value: Value) {
+        let backup_domain = domain == Some("com.apple.mobile.backup");
+        self.state()
+            .overrides
+            .insert((domain.map(str::to_owned), key.to_owned()), value);
+        if backup_domain {
+            self.post_notification(services::BACKUP_DOMAIN_CHANGED);
+        }
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -455,7 +481,11 @@ impl Phone {
                 self.save_trusted(&st);
                 ld::reply_ok(name, Dictionary::new())
             }
-            Request::StartService { service, .. } => {
+            Request::StartService {
+                service,
+                escrow_bag,
+                ..
+            } => {
                 let Some(host) = session else {
                     return err(DeviceError::InvalidService);
                 };
@@ -464,9 +494,22 @@ impl Phone {
                     services::INSTALLATION_PROXY,
                     services::NOTIFICATION_PROXY,
                     "com.apple.iosdiagnostics.relay",
+                    mobilebackup2::SERVICE_NAME,
+                    mobilebackup2::AFC_SERVICE_NAME,
+                    backup::SPRINGBOARD_SERVICE,
                 ];
                 if !known.contains(&service.as_str()) {
                     return err(DeviceError::InvalidService);
+                }
+                // Backups need the data-protection keys the host's escrow bag unlocks.
+                if service == mobilebackup2::SERVICE_NAME {
+                    let bag_ok =
+                        self.state().trusted.get(host).is_some_and(|h| {
+                            escrow_bag.as_deref() == Some(h.escrow_bag.as_slice())
+                        });
+                    if !bag_ok {
+                        return err(DeviceError::EscrowLocked);
+                    }
                 }
                 let ssl = self.profile.services.ssl;
                 let port = {
@@ -581,6 +624,9 @@ impl Phone {
             }
             services::INSTALLATION_PROXY => self.serve_instproxy(conn).await,
             services::NOTIFICATION_PROXY => self.serve_notifications(conn).await,
+            mobilebackup2::SERVICE_NAME => backup::serve_mobilebackup2(&self, conn).await,
+            mobilebackup2::AFC_SERVICE_NAME => backup::serve_afc(&self, conn).await,
+            backup::SPRINGBOARD_SERVICE => backup::serve_springboard(&self, conn).await,
             _ => Ok(()),
         };
         if let Err(e) = result {

@@ -81,6 +81,9 @@ pub struct Profile {
     /// Misbehaviour to inject, for tests.
     #[serde(default)]
     pub faults: Faults,
+    /// What a backup of the phone holds, and how its backup service misbehaves.
+    #[serde(default)]
+    pub backup: crate::backup::BackupProfile,
 }
 
 /// Faults a profile can inject.
@@ -261,6 +264,7 @@ impl Profile {
                     .map_err(|e| invalid(format!("lockdown.{domain}.{key}: {e}")))?;
             }
         }
+        profile.backup.validate().map_err(invalid)?;
         for app in &profile.apps {
             for (key, value) in &app.entitlements {
                 toml_to_plist(value)
