@@ -158,6 +158,9 @@ pub struct BackupRequest {
     pub full: bool,
     /// Earlier versions to keep.
     pub keep_versions: usize,
+    /// Refuse to start with less free space than this where backups go. The phone checks for itself too:
+    /// it asks for the free space and stops with error 105 when its backup will not fit.
+    pub min_free_bytes: u64,
 }
 
 /// The phone's DeviceLink connection: one buffer shared by plist messages and raw file streams, so that no
@@ -191,22 +194,19 @@ impl DlConn {
         }
     }
 
-    /// Reads more bytes into the buffer; cancel-safe (nothing is lost if the future is dropped).
+    /// Reads more bytes into the buffer. Cancel-safe: `read_buf` only lengthens the buffer by what it read,
+    /// so a `select!` that drops this future (a notification arrived first) loses nothing and adds nothing.
     async fn fill(&mut self) -> Result<(), BackupError> {
         if self.start > 0 && self.start * 2 >= self.buf.len() {
             self.buf.drain(..self.start);
             self.start = 0;
         }
-        let old = self.buf.len();
-        self.buf.resize(old + READ_CHUNK, 0);
-        let n = match self.stream.read(&mut self.buf[old..]).await {
-            Ok(n) => n,
-            Err(e) => {
-                self.buf.truncate(old);
-                return Err(TransportError::Io(e).into());
-            }
-        };
-        self.buf.truncate(old + n);
+        self.buf.reserve(READ_CHUNK);
+        let n = self
+            .stream
+            .read_buf(&mut self.buf)
+            .await
+            .map_err(TransportError::Io)?;
         if n == 0 {
             return Err(TransportError::Io(std::io::ErrorKind::UnexpectedEof.into()).into());
         }
@@ -975,11 +975,22 @@ pub async fn backup(
             Some(cap.saturating_sub(avail))
         })
         .unwrap_or(0);
-    let existing = crate::store::describe("current", &store.current_dir(&udid), false).size;
-    let needed = used.saturating_sub(existing).max(64 << 20);
     let free = free_bytes(store.root());
-    if free < needed {
-        return Err(BackupError::HostDiskFull { free, needed });
+    if free < request.min_free_bytes {
+        return Err(BackupError::HostDiskFull {
+            free,
+            needed: request.min_free_bytes,
+        });
+    }
+    let existing = crate::store::describe("current", &store.current_dir(&udid), false).size;
+    if free < used.saturating_sub(existing) {
+        // Used data overestimates a backup (apps are not backed up), so this is a warning, not a refusal.
+        tracing::warn!(
+            udid,
+            free,
+            used,
+            "the host may not have room for this backup"
+        );
     }
 
     let mut np = match NotificationProxy::start(lockdown).await {

@@ -68,6 +68,8 @@ pub struct FileConfig {
     pub refresh_secs: Option<u64>,
     /// How many earlier backups of each phone to keep as hard-linked versions (default 5).
     pub backup_versions: Option<usize>,
+    /// Refuse to start a backup with less free space than this where backups go (default 256 MiB).
+    pub backup_min_free_bytes: Option<u64>,
     /// Thresholds of the rules.
     pub rules: RulesConfig,
 }
@@ -109,6 +111,8 @@ pub struct Settings {
     pub refresh: std::time::Duration,
     /// Earlier backups kept per phone.
     pub backup_versions: usize,
+    /// The free-space floor for starting a backup.
+    pub backup_min_free_bytes: u64,
     /// Rules thresholds.
     pub rules: RulesConfig,
 }
@@ -194,6 +198,7 @@ impl Settings {
             pin_device_keys: file.pin_device_keys.unwrap_or(true),
             refresh: std::time::Duration::from_secs(file.refresh_secs.unwrap_or(900).max(10)),
             backup_versions: file.backup_versions.unwrap_or(5),
+            backup_min_free_bytes: file.backup_min_free_bytes.unwrap_or(256 << 20),
             rules: file.rules,
         })
     }
