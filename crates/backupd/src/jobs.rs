@@ -153,6 +153,7 @@ pub async fn run(
                 let request = BackupRequest {
                     full,
                     keep_versions: ctx.settings.backup_versions,
+                    min_free_bytes: ctx.settings.backup_min_free_bytes,
                 };
                 match engine::backup(
                     &mut trusted.lockdown,
