@@ -339,3 +339,351 @@ async fn mobilebackup2_needs_the_escrow_bag() {
         .await
         .expect("started with the escrow bag");
 }
+
+/// A session with the simulated phone through our own client, for the tests that drive the protocol by hand.
+async fn trusted_session(rig: &SimRig) -> backupd_usb::Trusted {
+    let muxd = backupd_usb::Muxd::new(Address::parse(&format!("UNIX:{}", rig.socket.display())));
+    let device = muxd
+        .list_devices()
+        .await
+        .expect("devices")
+        .into_iter()
+        .next()
+        .expect("one phone");
+    backupd_usb::Pairing::new()
+        .open(
+            &muxd,
+            &device,
+            backupd_proto::tls::DevicePinning::Pinned,
+            SystemTime::now(),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("pairing failed: {e:?}"))
+}
+
+/// What the minimal host below saw of a backup.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Files stored, by host path.
+    stored: std::collections::BTreeMap<String, Vec<u8>>,
+    /// Host paths refused by the path check.
+    refused: Vec<String>,
+    /// File data bytes received, refused files included.
+    data_bytes: u64,
+    /// The device's final response, if it sent one.
+    response: Option<mobilebackup2::Response>,
+}
+
+/// A minimal mobilebackup2 host on the protocol crate's codecs: it keeps files in memory, has no previous
+/// backup, checks every path with `safe_relative_path`, and stops at the end of the stream.
+async fn minimal_host_backup(rig: &SimRig, udid: &str) -> Seen {
+    use backupd_proto::devicelink::{
+        DeviceMessage, DownloadEncoder, FileError, HostMessage, StatusResponse, UploadDecoder,
+        UploadEvent,
+    };
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut trusted = trusted_session(rig).await;
+    let bag = trusted.record.escrow_bag.clone();
+    let mut stream = trusted
+        .lockdown
+        .start_service(mobilebackup2::SERVICE_NAME, bag)
+        .await
+        .expect("mobilebackup2 starts")
+        .into_stream();
+    let mut inbox: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 64 << 10];
+    let mut seen = Seen::default();
+    macro_rules! fill {
+        () => {{
+            let n = stream.read(&mut chunk).await.unwrap_or(0);
+            inbox.extend_from_slice(&chunk[..n]);
+            n > 0
+        }};
+    }
+    macro_rules! send {
+        ($msg:expr) => {
+            stream
+                .write_all(&HostMessage::encode(&$msg))
+                .await
+                .expect("send")
+        };
+    }
+    let mut hello_sent = false;
+    loop {
+        let msg = loop {
+            if let Some((m, used)) = DeviceMessage::decode(&inbox).expect("a device message") {
+                inbox.drain(..used);
+                break Some(m);
+            }
+            if !fill!() {
+                break None;
+            }
+        };
+        let Some(msg) = msg else { return seen };
+        match msg {
+            DeviceMessage::VersionExchange { major, .. } => {
+                send!(HostMessage::VersionsOk { major })
+            }
+            DeviceMessage::DeviceReady => {
+                send!(mobilebackup2::Request::hello().to_message());
+            }
+            DeviceMessage::ProcessMessage(d) if !hello_sent => {
+                let r = mobilebackup2::Response::from_dict(&d).expect("hello answer");
+                assert_eq!(r.protocol_version, Some(2.1));
+                hello_sent = true;
+                send!(
+                    mobilebackup2::Request::Backup {
+                        target: udid.into(),
+                        source: None,
+                        options: Default::default(),
+                    }
+                    .to_message()
+                );
+            }
+            DeviceMessage::ProcessMessage(d) => {
+                seen.response = Some(mobilebackup2::Response::from_dict(&d).expect("response"));
+                return seen;
+            }
+            DeviceMessage::DownloadFiles { paths, .. } => {
+                let mut out = Vec::new();
+                let mut enc = DownloadEncoder::new();
+                let mut errors = Vec::new();
+                for p in paths {
+                    enc.start_file(&p, &mut out).expect("start");
+                    enc.fail_file("No such file or directory", &mut out)
+                        .expect("fail");
+                    errors.push(FileError {
+                        path: p,
+                        code: backupd_proto::devicelink::ERROR_NOT_FOUND,
+                        message: "No such file or directory".into(),
+                    });
+                }
+                enc.finish(&mut out).expect("finish");
+                stream.write_all(&out).await.expect("send");
+                send!(StatusResponse::multi_status(&errors).into_message());
+            }
+            DeviceMessage::UploadFiles { .. } => {
+                let mut dec = UploadDecoder::new();
+                let mut current: Option<String> = None;
+                let mut data = Vec::new();
+                'batch: loop {
+                    if inbox.is_empty() && !fill!() {
+                        return seen;
+                    }
+                    let step = dec.decode(&inbox).expect("a well-formed upload");
+                    let consumed = step.consumed;
+                    let mut ended = false;
+                    match step.event {
+                        Some(UploadEvent::FileStart { host_path, .. }) => {
+                            match mobilebackup2::safe_relative_path(udid, &host_path) {
+                                Ok(p) => current = Some(p.as_str().to_owned()),
+                                Err(_) => {
+                                    seen.refused.push(host_path);
+                                    current = None;
+                                }
+                            }
+                            data.clear();
+                        }
+                        Some(UploadEvent::Data(d)) => {
+                            seen.data_bytes += d.len() as u64;
+                            data.extend_from_slice(d);
+                        }
+                        Some(UploadEvent::FileEnd) => {
+                            if let Some(p) = current.take() {
+                                seen.stored.insert(p, std::mem::take(&mut data));
+                            }
+                        }
+                        Some(UploadEvent::BatchEnd) => ended = true,
+                        _ => {}
+                    }
+                    inbox.drain(..consumed);
+                    if ended {
+                        break 'batch;
+                    }
+                }
+                send!(StatusResponse::ok().into_message());
+            }
+            DeviceMessage::GetFreeDiskSpace => {
+                send!(StatusResponse::free_space(1 << 40).into_message())
+            }
+            DeviceMessage::MoveItems(m) => {
+                for (from, to) in m.moves {
+                    if let Some(bytes) = seen.stored.remove(&from) {
+                        seen.stored.insert(to, bytes);
+                    }
+                }
+                send!(StatusResponse::ok().into_message());
+            }
+            other => {
+                assert!(other.expects_status(), "{other:?}");
+                send!(StatusResponse::ok().into_message());
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_upload_names_are_sent_and_our_path_check_refuses_them() {
+    let mut profile = builtin("wifi-off-no-charger").expect("profile");
+    profile.backup.faults.hostile_names = true;
+    let rig = SimRig::start(vec![profile]).await;
+    let udid = "00008101-000E1D2C3B4A5F02";
+    let seen = minimal_host_backup(&rig, udid).await;
+    assert_eq!(
+        seen.refused,
+        [
+            format!("{udid}/../../escape"),
+            "/etc/passwd".to_owned(),
+            format!("{udid}/ab/../../x"),
+            format!("{udid}/ab/nul\0name"),
+        ]
+    );
+    let response = seen.response.expect("the backup finished");
+    assert!(response.is_ok(), "{response:?}");
+    let set = rig
+        .sim
+        .muxd()
+        .phone(udid)
+        .expect("phone")
+        .backup()
+        .file_set();
+    for f in set.files() {
+        let stored = &seen.stored[&mobilebackup2::file_path(udid, &f.file_id())];
+        assert_eq!(stored.len() as u64, f.size);
+    }
+    assert!(seen.stored.contains_key(&format!("{udid}/Manifest.db")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_drops_the_connection_mid_upload_when_scripted() {
+    let mut profile = builtin("wifi-off-no-charger").expect("profile");
+    profile.backup.faults.disconnect_after_bytes = Some(100_000);
+    let rig = SimRig::start(vec![profile]).await;
+    let udid = "00008101-000E1D2C3B4A5F02";
+    let seen = minimal_host_backup(&rig, udid).await;
+    assert!(
+        seen.response.is_none(),
+        "no final response: {:?}",
+        seen.response
+    );
+    // Status.plist (uploading) and exactly the scripted amount of file data.
+    let status_len = seen
+        .stored
+        .get(&format!("{udid}/Status.plist"))
+        .map_or(0, |b| b.len() as u64);
+    assert_eq!(seen.data_bytes, 100_000 + status_len);
+    let status = Status::parse(&seen.stored[&format!("{udid}/Status.plist")]).expect("status");
+    assert_eq!(status.snapshot_state, "uploading");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idevicebackup2_turns_encryption_on_and_off() {
+    let rig = SimRig::builtin("healthy").await;
+    pair_with_idevicepair(&rig).await;
+    let dest = rig.dir.path().join("backups");
+    std::fs::create_dir_all(&dest).expect("backup folder");
+    let dest_s = dest.display().to_string();
+    let will_encrypt = || async {
+        let out = rig
+            .idevice(
+                "ideviceinfo",
+                &["-q", "com.apple.mobile.backup", "-k", "WillEncrypt"],
+            )
+            .await;
+        stdout_ok(&out, "ideviceinfo WillEncrypt").trim().to_owned()
+    };
+    assert_eq!(will_encrypt().await, "false");
+    let text = stdout_ok(
+        &rig.idevice("idevicebackup2", &["encryption", "on", "s3cret", &dest_s])
+            .await,
+        "idevicebackup2 encryption on",
+    );
+    assert!(
+        text.contains("Backup encryption has been enabled successfully."),
+        "{text}"
+    );
+    assert_eq!(will_encrypt().await, "true");
+
+    let out = rig
+        .idevice("idevicebackup2", &["encryption", "off", "wrong", &dest_s])
+        .await;
+    assert!(
+        said(&out).contains("Could not disable backup encryption."),
+        "{}",
+        said(&out)
+    );
+    assert_eq!(will_encrypt().await, "true");
+    let text = stdout_ok(
+        &rig.idevice("idevicebackup2", &["encryption", "off", "s3cret", &dest_s])
+            .await,
+        "idevicebackup2 encryption off",
+    );
+    assert!(
+        text.contains("Backup encryption has been disabled successfully."),
+        "{text}"
+    );
+    assert_eq!(will_encrypt().await, "false");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_lock_is_exclusive_across_afc_connections() {
+    use backupd_proto::afc::{self, Packet};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn call(stream: &mut backupd_usb::stream::DeviceStream, p: Packet) -> Packet {
+        stream.write_all(&p.encode()).await.expect("send");
+        let mut inbox = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some((reply, _)) = Packet::decode(&inbox).expect("an AFC packet") {
+                assert_eq!(reply.number, p.number);
+                return reply;
+            }
+            let n = stream.read(&mut chunk).await.expect("read");
+            assert!(n > 0, "AFC connection closed");
+            inbox.extend_from_slice(&chunk[..n]);
+        }
+    }
+    async fn open_and_lock(
+        trusted: &mut backupd_usb::Trusted,
+    ) -> (backupd_usb::stream::DeviceStream, u64, u64) {
+        let mut s = trusted
+            .lockdown
+            .start_service(mobilebackup2::AFC_SERVICE_NAME, None)
+            .await
+            .expect("afc starts")
+            .into_stream();
+        let opened = call(
+            &mut s,
+            afc::open(1, mobilebackup2::LOCK_SYNC_PATH, afc::mode::READ_WRITE),
+        )
+        .await;
+        assert_eq!(opened.operation, afc::op::FILE_OPEN_RES);
+        let handle = opened.arg(0).expect("handle");
+        let locked = call(
+            &mut s,
+            afc::file_lock(2, handle, afc::lock::EXCLUSIVE_NONBLOCKING),
+        )
+        .await;
+        (s, handle, locked.arg(0).expect("status"))
+    }
+
+    let rig = SimRig::builtin("healthy").await;
+    let mut trusted = trusted_session(&rig).await;
+    let (mut first, handle, status) = open_and_lock(&mut trusted).await;
+    assert_eq!(status, afc::status::SUCCESS);
+    let (_second, _, status) = open_and_lock(&mut trusted).await;
+    assert_eq!(status, afc::status::OP_WOULD_BLOCK);
+    let unlocked = call(&mut first, afc::file_lock(3, handle, afc::lock::UNLOCK)).await;
+    assert_eq!(unlocked.arg(0), Ok(afc::status::SUCCESS));
+    let (_third, _, status) = open_and_lock(&mut trusted).await;
+    assert_eq!(status, afc::status::SUCCESS);
+
+    let mut profile = builtin("healthy").expect("profile");
+    profile.backup.faults.lock_sync_held = true;
+    let rig = SimRig::start(vec![profile]).await;
+    let mut trusted = trusted_session(&rig).await;
+    let (_s, _, status) = open_and_lock(&mut trusted).await;
+    assert_eq!(status, afc::status::OP_WOULD_BLOCK);
+}

@@ -426,6 +426,8 @@ async fn backup(
         }
     }
 
+    // The scripted disconnect counts the phone's files, not the Status.plist before them.
+    link.data_sent = 0;
     link.disconnect_after = faults.disconnect_after_bytes;
     let mut report = BackupReport {
         full,
