@@ -378,15 +378,17 @@ impl Session<'_> {
                 if !handle.writable {
                     return st(status::INVALID_ARG);
                 }
-                if stored + data.len() > MAX_STORED {
-                    return st(status::NO_SPACE_LEFT);
-                }
                 let Some(Node::File(d)) = state.nodes.get_mut(&handle.path) else {
                     return st(status::OBJECT_NOT_FOUND);
                 };
                 let start = usize::try_from(handle.position)
                     .unwrap_or(usize::MAX)
                     .min(MAX_STORED);
+                // A write past the end fills the gap with zeros: that counts against the cap too.
+                let growth = (start + data.len()).saturating_sub(d.len());
+                if stored + growth > MAX_STORED {
+                    return st(status::NO_SPACE_LEFT);
+                }
                 if d.len() < start + data.len() {
                     d.resize(start + data.len(), 0);
                 }
@@ -539,6 +541,64 @@ pub(crate) async fn serve(phone: &Phone, mut conn: DeviceConn) -> std::io::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn session(phone: &Phone) -> Session<'_> {
+        Session {
+            phone,
+            id: 99,
+            handles: BTreeMap::new(),
+            next_handle: 1,
+        }
+    }
+
+    fn request(operation: u64, args: &[u64], tail: &[u8]) -> Packet {
+        let mut header: Vec<u8> = args.iter().flat_map(|a| a.to_le_bytes()).collect();
+        header.extend_from_slice(tail);
+        Packet::new(7, operation, header)
+    }
+
+    fn status_of(p: &Packet) -> u64 {
+        assert_eq!(p.operation, afc::op::STATUS, "{p:?}");
+        p.arg(0).expect("status")
+    }
+
+    #[test]
+    fn the_media_folder_answers_what_backup_hosts_ask() {
+        let phone =
+            Phone::new(crate::profile::builtin("healthy").expect("profile"), None).expect("phone");
+        let mut s = session(&phone);
+        let listing = s.handle(&request(
+            afc::op::READ_DIR,
+            &[],
+            b"/iTunes_Control/iTunes\0",
+        ));
+        assert_eq!(listing.operation, afc::op::DATA);
+        assert_eq!(listing.payload, b".\0..\0");
+        let info = s.handle(&request(
+            afc::op::GET_FILE_INFO,
+            &[],
+            b"/iTunes_Control/iTunes/iTunesPrefs\0",
+        ));
+        assert_eq!(status_of(&info), status::OBJECT_NOT_FOUND);
+
+        let opened = s.handle(&request(afc::op::FILE_OPEN, &[3], b"/Books/x.plist\0"));
+        assert_eq!(opened.operation, afc::op::FILE_OPEN_RES);
+        let h = opened.arg(0).expect("handle");
+        let wrote = s.handle(&request(op::FILE_WRITE, &[h], b"hello"));
+        assert_eq!(status_of(&wrote), status::SUCCESS);
+        // A write far past the end would make a 16 MiB gap: refused, nothing allocated.
+        let seek = s.handle(&request(op::FILE_SEEK, &[h, 0, MAX_STORED as u64], b""));
+        assert_eq!(status_of(&seek), status::SUCCESS);
+        let far = s.handle(&request(op::FILE_WRITE, &[h], b"x"));
+        assert_eq!(status_of(&far), status::NO_SPACE_LEFT);
+        let info = s.handle(&request(afc::op::GET_FILE_INFO, &[], b"/Books/x.plist\0"));
+        let text = String::from_utf8_lossy(&info.payload).into_owned();
+        assert!(text.starts_with("st_size\05\0"), "{text:?}");
+        let closed = s.handle(&request(afc::op::FILE_CLOSE, &[h], b""));
+        assert_eq!(status_of(&closed), status::SUCCESS);
+        let unknown = s.handle(&request(0x30, &[], b""));
+        assert_eq!(status_of(&unknown), status::OP_NOT_SUPPORTED);
+    }
 
     #[test]
     fn paths_normalise_inside_the_root() {
