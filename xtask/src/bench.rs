@@ -109,6 +109,11 @@ fn proc_figures(pid: u32) -> anyhow::Result<(u64, u64)> {
 /// Runs a command and returns its wall time and peak resident memory (KiB), through `xtask bench-measure`, a
 /// process whose only child is the command, so that `getrusage(RUSAGE_CHILDREN)` speaks of it alone.
 fn measured(cmd: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(Duration, u64)> {
+    measured_cpu(cmd, env).map(|(wall, rss, _)| (wall, rss))
+}
+
+/// Like [`measured`], with the command's CPU seconds too.
+fn measured_cpu(cmd: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(Duration, u64, f64)> {
     let exe = std::env::current_exe()?;
     let start = Instant::now();
     let out = Command::new(exe)
@@ -121,13 +126,60 @@ fn measured(cmd: &[&str], env: &[(&str, &str)]) -> anyhow::Result<(Duration, u64
         bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let rss = text
-        .lines()
-        .last()
-        .and_then(|l| l.strip_prefix("maxrss_kib="))
+    let field = |key: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(key))
+            .map(str::to_owned)
+    };
+    let rss = field("maxrss_kib=")
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
-    Ok((wall, rss))
+    let cpu = field("cpu_secs=")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    Ok((wall, rss, cpu))
+}
+
+/// CPU seconds a running process has used so far (user + system, all threads).
+fn cpu_secs(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime, in USER_HZ (100 on Linux).
+    Ok((tick(11) + tick(12)) / 100.0)
+}
+
+/// Peak resident memory (KiB) of a running process.
+fn peak_rss(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn dir_bytes(path: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => dir_bytes(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map(|m| m.len()).unwrap_or(0),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// The `bench-measure` helper: runs its arguments as a command and prints the child's peak RSS.
@@ -144,6 +196,11 @@ pub(crate) fn measure(args: &[String]) -> anyhow::Result<()> {
         bail!("{prog} failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
+    let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;
+    println!(
+        "cpu_secs={:.3}",
+        secs(usage.user_time()) + secs(usage.system_time())
+    );
     // Linux reports ru_maxrss in KiB.
     println!("maxrss_kib={}", usage.max_rss());
     Ok(())
@@ -153,7 +210,11 @@ pub(crate) fn measure(args: &[String]) -> anyhow::Result<()> {
 pub(crate) fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         None | Some("status") => status(root),
-        Some(other) => bail!("unknown benchmark `{other}` (known: status)"),
+        Some("backup") => backup(
+            root,
+            args.get(1).and_then(|v| v.parse().ok()).unwrap_or(1 << 30),
+        ),
+        Some(other) => bail!("unknown benchmark `{other}` (known: status, backup [BYTES])"),
     }
 }
 
@@ -363,4 +424,317 @@ fn status(root: &Path) -> anyhow::Result<()> {
     );
     println!("| idle wake-ups | {wakeups:.1}/s (all threads) | n/a (not resident) | |");
     Ok(())
+}
+
+const BENCH_PROFILE_HEAD: &str = r#"
+[identity]
+udid = "00008110-001A2B3C4D5E6F01"
+device_name = "Bench iPhone"
+product_type = "iPhone14,5"
+product_version = "17.5.1"
+build_version = "21F90"
+
+[lockdown."com.apple.disk_usage"]
+TotalDataCapacity = 114000000000
+TotalDataAvailable = 100000000000
+"#;
+
+/// One run of backupd: daemon started, one job through the API, wall time from the request to `job_finished`.
+struct Figures {
+    wall: Duration,
+    cpu: f64,
+    rss_kib: u64,
+    bytes: u64,
+}
+
+fn mb_s(bytes: u64, wall: Duration) -> f64 {
+    bytes as f64 / 1e6 / wall.as_secs_f64().max(1e-9)
+}
+
+/// The ceiling: the same file sizes moved through a Unix socket and written to disk as new files, with no
+/// protocol work at all.
+fn ceiling(sizes: &[u64], dir: &Path) -> anyhow::Result<Figures> {
+    use std::os::unix::net::UnixStream as Pair;
+    std::fs::create_dir_all(dir)?;
+    let (mut tx, mut rx) = Pair::pair()?;
+    let owned: Vec<u64> = sizes.to_vec();
+    let total: u64 = sizes.iter().sum();
+    let start = Instant::now();
+    let cpu0 = cpu_secs(std::process::id())?;
+    let sender = std::thread::spawn(move || -> std::io::Result<()> {
+        let block = vec![0x5Au8; 256 << 10];
+        for size in owned {
+            let mut left = size;
+            while left > 0 {
+                let n = left.min(block.len() as u64) as usize;
+                tx.write_all(&block[..n])?;
+                left -= n as u64;
+            }
+        }
+        Ok(())
+    });
+    let mut buf = vec![0u8; 256 << 10];
+    for (i, size) in sizes.iter().enumerate() {
+        let sub = dir.join(format!("{:02x}", i % 256));
+        std::fs::create_dir_all(&sub)?;
+        let part = sub.join(format!("{i}.part"));
+        let mut f = std::fs::File::create(&part)?;
+        let mut left = *size;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = rx.read(&mut buf[..want])?;
+            if n == 0 {
+                bail!("ceiling sender stopped early");
+            }
+            f.write_all(&buf[..n])?;
+            left -= n as u64;
+        }
+        drop(f);
+        std::fs::rename(&part, sub.join(format!("{i}")))?;
+    }
+    sender
+        .join()
+        .map_err(|_| anyhow::anyhow!("sender panicked"))??;
+    nix::unistd::sync();
+    Ok(Figures {
+        wall: start.elapsed(),
+        cpu: cpu_secs(std::process::id())? - cpu0,
+        rss_kib: 0,
+        bytes: total,
+    })
+}
+
+fn backup(root: &Path, total: u64) -> anyhow::Result<()> {
+    crate::peers::ensure(root)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("bench: building release binaries");
+    let ok = Command::new(&cargo)
+        .current_dir(root)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "-p",
+            "backupd-sim",
+            "-p",
+            "backupd",
+        ])
+        .status()?;
+    if !ok.success() {
+        bail!("release build failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    let bin = |n: &str| target.join("release").join(n);
+    let dir = target
+        .join("bench")
+        .join(format!("backup-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let profile = dir.join("bench.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "{BENCH_PROFILE_HEAD}\n[backup]\nseed = 7\ngenerated_total_bytes = {total}\ngenerated_min_file = 1024\ngenerated_max_file = 104857600\n"
+        ),
+    )?;
+    let mux = dir.join("mux.sock");
+    let muxaddr = format!("UNIX:{}", mux.display());
+    let home = dir.join("home");
+    std::fs::create_dir_all(&home)?;
+    let home_s = home.to_str().context("path")?.to_owned();
+    let sim = Proc(
+        Command::new(bin("backupd-sim"))
+            .arg("--socket")
+            .arg(&mux)
+            .arg("--profile")
+            .arg(&profile)
+            .env("BACKUPD_SIM_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_socket(&mux)?;
+    let env = [
+        ("USBMUXD_SOCKET_ADDRESS", muxaddr.as_str()),
+        ("HOME", home_s.as_str()),
+    ];
+    let paired = Command::new("idevicepair").arg("pair").envs(env).output()?;
+    if !paired.status.success() {
+        bail!("idevicepair pair failed");
+    }
+    let sim_pid = sim.0.id();
+
+    // backupd, through its daemon and API, as a user runs it.
+    let api = dir.join("api.sock");
+    let daemon = Proc(
+        Command::new(bin("backupd"))
+            .arg("--socket")
+            .arg(&api)
+            .arg("--usbmuxd")
+            .arg(&mux)
+            .arg("--state-dir")
+            .arg(dir.join("state"))
+            .arg("--backup-dir")
+            .arg(dir.join("backupd"))
+            .arg("--group")
+            .arg("")
+            .env("BACKUPD_LOG", "warn")
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
+    wait_socket(&api)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !http_get(&api, "/v1/devices")
+        .map(|b| b.contains("\"phase\": \"ready\""))
+        .unwrap_or(false)
+    {
+        if Instant::now() > deadline {
+            bail!("the daemon never read the phone");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut events = UnixStream::connect(&api)?;
+    events.write_all(b"GET /v1/events HTTP/1.1\r\nHost: b\r\n\r\n")?;
+    let mut reader = BufReader::new(events);
+    let cpu0 = cpu_secs(daemon.0.id())?;
+    let sim_cpu0 = cpu_secs(sim_pid)?;
+    let start = Instant::now();
+    let mut post = UnixStream::connect(&api)?;
+    write!(
+        post,
+        "POST /v1/devices/{UDID}/backup HTTP/1.1\r\nHost: b\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{{\"full\":true}}"
+    )?;
+    let mut answer = String::new();
+    post.read_to_string(&mut answer)?;
+    if !answer.starts_with("HTTP/1.1 202") {
+        bail!("backup did not start: {answer}");
+    }
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            bail!("event stream ended");
+        }
+        if line.contains("\"job_finished\"") {
+            if !line.contains("\"succeeded\"") {
+                bail!("backupd's backup failed: {line}");
+            }
+            break;
+        }
+    }
+    let ours = Figures {
+        wall: start.elapsed(),
+        cpu: cpu_secs(daemon.0.id())? - cpu0,
+        rss_kib: peak_rss(daemon.0.id()),
+        bytes: dir_bytes(&dir.join("backupd").join(UDID)),
+    };
+    let sim_cpu = cpu_secs(sim_pid)? - sim_cpu0;
+    drop(daemon);
+
+    let ib_dir = dir.join("idevicebackup2");
+    std::fs::create_dir_all(&ib_dir)?;
+    let (wall, rss, cpu) = measured_cpu(
+        &[
+            "idevicebackup2",
+            "backup",
+            "--full",
+            ib_dir.to_str().context("path")?,
+        ],
+        &env,
+    )?;
+    let ib = Figures {
+        wall,
+        cpu,
+        rss_kib: rss,
+        bytes: dir_bytes(&ib_dir.join(UDID)),
+    };
+
+    let py_dir = dir.join("pymobiledevice3");
+    std::fs::create_dir_all(&py_dir)?;
+    let pmd3 = crate::peers::pymobiledevice3(root);
+    let mux_bare = mux.to_str().context("path")?.to_owned();
+    let py_env = [
+        ("USBMUXD_SOCKET_ADDRESS", mux_bare.as_str()),
+        ("HOME", home_s.as_str()),
+    ];
+    let (wall, rss, cpu) = measured_cpu(
+        &[
+            pmd3.to_str().context("path")?,
+            "backup2",
+            "backup",
+            "--full",
+            py_dir.to_str().context("path")?,
+        ],
+        &py_env,
+    )?;
+    let py = Figures {
+        wall,
+        cpu,
+        rss_kib: rss,
+        bytes: dir_bytes(&py_dir.join(UDID)),
+    };
+    drop(sim);
+
+    // The ceiling moves the same file sizes: read them back from backupd's Manifest.db-listed files.
+    let mut sizes = Vec::new();
+    collect_sizes(&dir.join("backupd").join(UDID), &mut sizes);
+    let ceil = ceiling(&sizes, &dir.join("ceiling"))?;
+
+    println!(
+        "backup of {:.0} MB of simulated files (1 KB to 100 MB each), full, on this machine",
+        ours.bytes as f64 / 1e6
+    );
+    println!("| tool | MB/s | CPU s per GB | peak RSS | backupd's rate ÷ tool's |");
+    println!("| --- | --- | --- | --- | --- |");
+    for (name, f) in [
+        ("backupd (daemon)", &ours),
+        ("idevicebackup2", &ib),
+        ("pymobiledevice3", &py),
+        ("ceiling (socket → disk)", &ceil),
+    ] {
+        let gb = f.bytes as f64 / 1e9;
+        let rss = if f.rss_kib > 0 {
+            format!("{:.1} MiB", f.rss_kib as f64 / 1024.0)
+        } else {
+            "-".into()
+        };
+        println!(
+            "| {name} | {:.1} | {:.2} | {rss} | {:.2} |",
+            mb_s(f.bytes, f.wall),
+            f.cpu / gb.max(1e-9),
+            mb_s(ours.bytes, ours.wall) / mb_s(f.bytes, f.wall).max(1e-9)
+        );
+    }
+    println!(
+        "targets: ≥ 1.5× idevicebackup2 ({:.2}×), ≥ 80% of the ceiling ({:.0}%), peak RSS < 64 MiB ({:.1} MiB)",
+        mb_s(ours.bytes, ours.wall) / mb_s(ib.bytes, ib.wall).max(1e-9),
+        100.0 * mb_s(ours.bytes, ours.wall) / mb_s(ceil.bytes, ceil.wall).max(1e-9),
+        ours.rss_kib as f64 / 1024.0
+    );
+    println!(
+        "simulator during backupd's run: {:.1} CPU s over {:.1} s wall ({:.0}% of one core): {}",
+        sim_cpu,
+        ours.wall.as_secs_f64(),
+        100.0 * sim_cpu / ours.wall.as_secs_f64().max(1e-9),
+        if sim_cpu < 0.9 * ours.wall.as_secs_f64() {
+            "not the bottleneck"
+        } else {
+            "near saturation: the figures are a floor"
+        }
+    );
+    Ok(())
+}
+
+fn collect_sizes(dir: &Path, out: &mut Vec<u64>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.len() == 2 && e.path().is_dir() {
+            for f in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                out.push(f.metadata().map(|m| m.len()).unwrap_or(0));
+            }
+        }
+    }
 }

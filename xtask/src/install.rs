@@ -251,6 +251,126 @@ mod tests {
         );
     }
 
+    fn read(rel: &str) -> String {
+        std::fs::read_to_string(crate::root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    #[test]
+    fn the_launchd_plist_is_valid_and_keeps_the_daemon_alive() {
+        let layout = Layout::for_prefix(Path::new("/usr/local"));
+        let text = substitute(&read("launchd/org.backupd.backupd.plist"), &layout);
+        let value = plist::Value::from_reader_xml(text.as_bytes()).expect("the plist parses");
+        let d = value.as_dictionary().expect("a dictionary");
+        assert_eq!(
+            d.get("Label").and_then(plist::Value::as_string),
+            Some("org.backupd.backupd")
+        );
+        assert_eq!(
+            d.get("KeepAlive").and_then(plist::Value::as_boolean),
+            Some(true)
+        );
+        assert_eq!(
+            d.get("RunAtLoad").and_then(plist::Value::as_boolean),
+            Some(true)
+        );
+        let args = d
+            .get("ProgramArguments")
+            .and_then(plist::Value::as_array)
+            .expect("arguments");
+        assert_eq!(args[0].as_string(), Some("/usr/local/bin/backupd"));
+        assert!(!text.contains('@'), "every placeholder is replaced");
+    }
+
+    #[test]
+    fn the_systemd_unit_is_hardened_and_has_its_directories() {
+        let unit = read("udev/backupd.service");
+        for line in [
+            "NoNewPrivileges=yes",
+            "ProtectSystem=strict",
+            "ProtectHome=yes",
+            "RuntimeDirectory=backupd",
+            "StateDirectory=backupd",
+            "PrivateTmp=yes",
+            "Restart=on-failure",
+            "WantedBy=multi-user.target",
+        ] {
+            assert!(unit.lines().any(|l| l.trim() == line), "missing {line}");
+        }
+        let exec = unit
+            .lines()
+            .find(|l| l.starts_with("ExecStart="))
+            .expect("ExecStart");
+        assert!(exec.contains("@BINDIR@/backupd --config @SYSCONFDIR@/backupd/backupd.toml"));
+    }
+
+    #[test]
+    fn the_udev_rule_matches_apple_ios_devices_and_starts_the_service() {
+        let rule = read("udev/90-backupd.rules");
+        let line = rule
+            .lines()
+            .find(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .expect("a rule");
+        for part in [
+            "ACTION==\"add\"",
+            "SUBSYSTEM==\"usb\"",
+            "ATTR{idVendor}==\"05ac\"",
+            "ATTR{idProduct}==\"12[9a][0-9a-f]\"",
+            "TAG+=\"systemd\"",
+            "ENV{SYSTEMD_WANTS}+=\"backupd.service\"",
+        ] {
+            assert!(line.contains(part), "the rule lacks {part}");
+        }
+    }
+
+    #[test]
+    fn the_example_config_parses_with_every_key_commented() {
+        let text = read("docs/backupd.example.toml");
+        assert!(
+            text.lines()
+                .filter(|l| l.starts_with("# ") && l.contains(" = "))
+                .count()
+                >= 10
+        );
+    }
+
+    #[test]
+    fn install_then_uninstall_into_a_private_prefix() {
+        let dir = std::env::temp_dir().join(format!("backupd-install-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        install(&crate::root(), &dir, true).expect("install");
+        let layout = Layout::for_prefix(&dir);
+        for path in [
+            layout.bindir.join("backupd"),
+            layout.bindir.join("backupdctl"),
+            layout.man_dir.join("backupdctl.1"),
+            layout.sysconfdir.join("backupd/backupd.toml"),
+            layout.completions[0].0.clone(),
+        ] {
+            assert!(path.is_file(), "{} not installed", path.display());
+        }
+        if cfg!(target_os = "linux") {
+            let unit = std::fs::read_to_string(layout.systemd_dir.join("backupd.service"))
+                .expect("unit installed");
+            assert!(unit.contains(&format!("ExecStart={}/bin/backupd", dir.display())));
+            assert!(layout.udev_dir.join("90-backupd.rules").is_file());
+        } else {
+            assert!(
+                layout
+                    .launchd_dir
+                    .join("org.backupd.backupd.plist")
+                    .is_file()
+            );
+        }
+        uninstall(&dir).expect("uninstall");
+        assert!(!layout.bindir.join("backupd").exists());
+        assert!(!layout.manifest.exists());
+        assert!(
+            layout.sysconfdir.join("backupd/backupd.toml").exists(),
+            "the configuration is kept"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn usr_local_installs_services_where_the_system_looks() {
         let layout = Layout::for_prefix(Path::new("/usr/local"));

@@ -33,7 +33,10 @@ tasks:
                      (default prefix /usr/local)
   uninstall [--prefix DIR]
                      remove what install recorded for that prefix
-  bench [status]     measure backupd against ideviceinfo on the simulator and print ratios";
+  bench [status]     measure backupd against ideviceinfo on the simulator and print ratios
+  bench backup [BYTES]
+                     back up the same simulated phone (default 1 GiB of files from 1 KB to 100 MB) with
+                     backupd, idevicebackup2 and pymobiledevice3, beside a socket-to-disk ceiling";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
