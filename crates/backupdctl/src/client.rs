@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, Empty, Limited};
+use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper::{Method, Request, StatusCode};
@@ -28,7 +28,7 @@ const MAX_BODY: usize = 16 << 20;
 /// The longest event line accepted.
 const MAX_EVENT_LINE: usize = 1 << 20;
 
-type Conn = http1::Connection<TokioIo<UnixStream>, Empty<Bytes>>;
+type Conn = http1::Connection<TokioIo<UnixStream>, Full<Bytes>>;
 type BoxError = Box<dyn StdError + Send + Sync>;
 
 /// A client of the daemon on one socket.
@@ -63,6 +63,11 @@ impl Client {
         }
     }
 
+    /// A failure of the connection to the daemon, e.g. an event stream that ended too early.
+    pub(crate) fn broken(&self, why: String) -> ExpectedError {
+        self.http(why)
+    }
+
     fn silent(&self) -> ExpectedError {
         ExpectedError::DaemonSilent {
             socket: self.socket.clone(),
@@ -70,7 +75,7 @@ impl Client {
         }
     }
 
-    async fn connect(&self) -> Result<(http1::SendRequest<Empty<Bytes>>, Conn), ExpectedError> {
+    async fn connect(&self) -> Result<(http1::SendRequest<Full<Bytes>>, Conn), ExpectedError> {
         let stream = UnixStream::connect(&self.socket)
             .await
             .map_err(|e| ExpectedError::connect(self.socket.clone(), e))?;
@@ -79,7 +84,13 @@ impl Client {
             .map_err(|e| self.http(e))
     }
 
-    fn request(&self, method: Method, path: &str) -> Result<Request<Empty<Bytes>>, ExpectedError> {
+    /// A request; `json` is its body, else a POST has an empty one.
+    fn request(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Bytes>,
+    ) -> Result<Request<Full<Bytes>>, ExpectedError> {
         let mut builder = Request::builder()
             .method(method.clone())
             .uri(path)
@@ -88,17 +99,50 @@ impl Client {
                 hyper::header::USER_AGENT,
                 concat!("backupdctl/", env!("CARGO_PKG_VERSION")),
             );
-        if method == Method::POST {
-            builder = builder.header(hyper::header::CONTENT_LENGTH, "0");
-        }
-        builder.body(Empty::new()).map_err(|e| self.http(e))
+        let body = match json {
+            Some(json) => {
+                builder = builder
+                    .header(hyper::header::CONTENT_TYPE, "application/json")
+                    .header(hyper::header::CONTENT_LENGTH, json.len());
+                json
+            }
+            None => {
+                if method == Method::POST {
+                    builder = builder.header(hyper::header::CONTENT_LENGTH, "0");
+                }
+                Bytes::new()
+            }
+        };
+        builder.body(Full::new(body)).map_err(|e| self.http(e))
     }
 
     /// Sends one request on a new connection and reads the whole answer, whatever its status.
     pub(crate) async fn send(&self, method: Method, path: &str) -> Result<Answer, ExpectedError> {
+        self.exchange(method, path, None).await
+    }
+
+    /// `POST path` with `body` as JSON; reads the whole answer, whatever its status.
+    ///
+    /// The body may hold secrets (backup passwords): it is sent and dropped, never logged or kept.
+    pub(crate) async fn post_json<T: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &T,
+    ) -> Result<Answer, ExpectedError> {
+        let json = serde_json::to_vec(body).map_err(|e| self.http(e))?;
+        self.exchange(Method::POST, path, Some(Bytes::from(json)))
+            .await
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path: &str,
+        json: Option<Bytes>,
+    ) -> Result<Answer, ExpectedError> {
         let exchange = async {
             let (mut sender, conn) = self.connect().await?;
-            let request = self.request(method, path)?;
+            let request = self.request(method, path, json)?;
             let work = async move {
                 let response = sender.send_request(request).await?;
                 let status = response.status();
@@ -126,7 +170,7 @@ impl Client {
         let path = backupd_api::PATH_EVENTS;
         let subscribe = async {
             let (mut sender, conn) = self.connect().await?;
-            let request = self.request(Method::GET, path)?;
+            let request = self.request(Method::GET, path, None)?;
             let mut conn = Box::pin(conn);
             let answered = tokio::select! {
                 biased;
@@ -211,7 +255,7 @@ async fn drive<T>(conn: Conn, work: impl Future<Output = T>) -> T {
 pub(crate) struct Events {
     socket: PathBuf,
     /// Kept so the connection stays open for the stream's whole life.
-    _sender: http1::SendRequest<Empty<Bytes>>,
+    _sender: http1::SendRequest<Full<Bytes>>,
     conn: Option<Pin<Box<Conn>>>,
     body: Incoming,
     buf: BytesMut,

@@ -62,7 +62,10 @@ pub(crate) async fn run(
             .any(|d| normalize_udid(&d.udid) == key);
         let udid = udid.to_owned();
         return Err(if known {
-            ExpectedError::DeviceNotConnected { udid }
+            ExpectedError::DeviceNotConnected {
+                udid,
+                consequence: "it cannot be diagnosed again",
+            }
         } else {
             ExpectedError::DeviceNotFound { udid }
         });

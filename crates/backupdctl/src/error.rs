@@ -64,12 +64,44 @@ pub enum ExpectedError {
         /// The UDID as given.
         udid: String,
     },
-    /// The phone asked for is known but not plugged in, so it cannot be read again.
-    #[error("phone {udid} is not connected, so it cannot be diagnosed again")]
+    /// The phone asked for is known but not plugged in, so the daemon cannot do what was asked.
+    #[error("phone {udid} is not connected, so {consequence}")]
     DeviceNotConnected {
         /// The UDID as given.
         udid: String,
+        /// What cannot be done, e.g. `it cannot be diagnosed again`.
+        consequence: &'static str,
     },
+    /// No phone was named and none is connected.
+    #[error("no iPhone is connected")]
+    NoPhoneConnected,
+    /// No phone was named and several are connected.
+    #[error("{} iPhones are connected: say which one", phones.len())]
+    WhichPhone {
+        /// `UDID (name)` of each.
+        phones: Vec<String>,
+        /// The command to repeat with a UDID, e.g. `backup --wait`.
+        command: String,
+    },
+    /// The phone already has a job running.
+    #[error("{} of this iPhone is already running{}", kind_words(*.kind), job_words(*.job))]
+    Busy {
+        /// The phone.
+        udid: String,
+        /// What the running job does.
+        kind: backupd_api::JobKind,
+        /// Its id, when it could be found.
+        job: Option<u64>,
+    },
+    /// `backup --cancel` found no running job of the phone.
+    #[error("no backup of phone {udid} is running")]
+    NoJobRunning {
+        /// The phone.
+        udid: String,
+    },
+    /// A backup password was refused before anything was sent.
+    #[error("{0}")]
+    Password(crate::password::Refusal),
     /// Writing the output failed.
     #[error("failed to write the output")]
     Output(#[source] io::Error),
@@ -85,6 +117,20 @@ pub enum ExpectedError {
         #[source]
         source: io::Error,
     },
+}
+
+/// `a backup`, `an encryption change`: the subject of [`ExpectedError::Busy`].
+fn kind_words(kind: backupd_api::JobKind) -> &'static str {
+    match kind {
+        backupd_api::JobKind::Backup => "a backup",
+        backupd_api::JobKind::Encryption => "an encryption change",
+        _ => "a job",
+    }
+}
+
+/// ` (job N)` when the id is known.
+fn job_words(job: Option<u64>) -> String {
+    job.map(|id| format!(" (job {id})")).unwrap_or_default()
 }
 
 impl ExpectedError {
@@ -103,7 +149,12 @@ impl ExpectedError {
             Self::DaemonUnreachable { .. } | Self::SocketPermissionDenied { .. } => {
                 exit::DAEMON_UNREACHABLE
             }
-            Self::DeviceNotFound { .. } | Self::DeviceNotConnected { .. } => exit::NOT_FOUND,
+            Self::DeviceNotFound { .. }
+            | Self::DeviceNotConnected { .. }
+            | Self::NoJobRunning { .. } => exit::NOT_FOUND,
+            Self::NoPhoneConnected => exit::NOT_READY,
+            Self::WhichPhone { .. } | Self::Password(_) => exit::USAGE,
+            Self::Busy { .. } => exit::BUSY,
             // No code of its own: neither a result nor a usage error; 5 says "something failed, not a finding".
             Self::DaemonAnswer { .. }
             | Self::DaemonGarbled { .. }
@@ -164,6 +215,45 @@ impl ExpectedError {
                     "  Plug it in by USB and unlock it; `backupdctl status` lists the connected phones."
                 )?;
             }
+            Self::NoPhoneConnected => {
+                writeln!(
+                    w,
+                    "  Plug one in by USB, unlock it and tap Trust; `backupdctl status` shows what the daemon sees."
+                )?;
+            }
+            Self::WhichPhone { phones, command } => {
+                for phone in phones {
+                    writeln!(w, "    {phone}")?;
+                }
+                if let Some(first) = phones.first().and_then(|p| p.split_whitespace().next()) {
+                    writeln!(w, "  e.g. backupdctl {command} {first}")?;
+                }
+            }
+            Self::Busy { udid, kind, .. } => match kind {
+                backupd_api::JobKind::Backup => {
+                    writeln!(
+                        w,
+                        "  `backupdctl backup --wait {udid}` follows it; `backupdctl backup --cancel {udid}` stops it."
+                    )?;
+                }
+                _ => {
+                    writeln!(
+                        w,
+                        "  Wait until it ends (`backupdctl watch` shows it), then try again."
+                    )?;
+                }
+            },
+            Self::NoJobRunning { udid } => {
+                writeln!(
+                    w,
+                    "  `backupdctl backups {udid}` lists its local backups; `backupdctl backup {udid}` starts one."
+                )?;
+            }
+            Self::Password(refusal) => {
+                if let Some(hint) = refusal.hint() {
+                    writeln!(w, "  {hint}")?;
+                }
+            }
             Self::DaemonGarbled { .. } => {
                 writeln!(
                     w,
@@ -219,6 +309,39 @@ mod tests {
     }
 
     #[test]
+    fn busy_names_the_job_and_how_to_follow_it() {
+        let e = ExpectedError::Busy {
+            udid: "00008110-001A2B3C4D5E6F01".into(),
+            kind: backupd_api::JobKind::Backup,
+            job: Some(12),
+        };
+        let text = rendered(&e);
+        assert!(text.starts_with("error: a backup of this iPhone is already running (job 12)\n"));
+        assert!(text.contains("backupdctl backup --wait 00008110-001A2B3C4D5E6F01"));
+        let e = ExpectedError::Busy {
+            udid: "A".into(),
+            kind: backupd_api::JobKind::Encryption,
+            job: None,
+        };
+        assert!(
+            rendered(&e)
+                .starts_with("error: an encryption change of this iPhone is already running\n")
+        );
+    }
+
+    #[test]
+    fn several_phones_are_listed_with_an_example() {
+        let e = ExpectedError::WhichPhone {
+            phones: vec!["AAAA (one)".into(), "BBBB (two)".into()],
+            command: "backup --wait".into(),
+        };
+        assert_eq!(
+            rendered(&e),
+            "error: 2 iPhones are connected: say which one\n    AAAA (one)\n    BBBB (two)\n  e.g. backupdctl backup --wait AAAA\n"
+        );
+    }
+
+    #[test]
     fn missing_or_refused_sockets_are_unreachable() {
         for kind in [io::ErrorKind::NotFound, io::ErrorKind::ConnectionRefused] {
             let e = ExpectedError::connect("/x.sock".into(), io::Error::from(kind));
@@ -239,8 +362,35 @@ mod tests {
                 exit::NOT_FOUND,
             ),
             (
-                ExpectedError::DeviceNotConnected { udid: "A".into() },
+                ExpectedError::DeviceNotConnected {
+                    udid: "A".into(),
+                    consequence: "it cannot be backed up",
+                },
                 exit::NOT_FOUND,
+            ),
+            (ExpectedError::NoPhoneConnected, exit::NOT_READY),
+            (
+                ExpectedError::WhichPhone {
+                    phones: vec!["A (one)".into(), "B (two)".into()],
+                    command: "backup".into(),
+                },
+                exit::USAGE,
+            ),
+            (
+                ExpectedError::Busy {
+                    udid: "A".into(),
+                    kind: backupd_api::JobKind::Backup,
+                    job: Some(3),
+                },
+                exit::BUSY,
+            ),
+            (
+                ExpectedError::NoJobRunning { udid: "A".into() },
+                exit::NOT_FOUND,
+            ),
+            (
+                ExpectedError::Password(crate::password::Refusal::Mismatch),
+                exit::USAGE,
             ),
             (
                 ExpectedError::DaemonAnswer {

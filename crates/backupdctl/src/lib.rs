@@ -4,18 +4,30 @@
 //! - `backupdctl status [UDID]`: the host and each connected phone (or the one named), with its diagnosis.
 //! - `backupdctl diagnose [UDID]`: asks for a new diagnosis, waits for it, then shows it like `status`.
 //! - `backupdctl watch`: prints the daemon's events as they happen, optionally as desktop notifications.
+//! - `backupdctl backup [UDID] [--full] [--wait]`: starts a local backup (and follows it with a progress bar);
+//!   `backupdctl backup --cancel [UDID]` stops it.
+//! - `backupdctl backups [UDID]`: the local backups of a phone, or of every phone the daemon knows.
+//! - `backupdctl encryption on|off|change-password [UDID]`: backup encryption, with passwords from the
+//!   environment or asked without echo.
 //!
 //! The exit code says what was found ([`backupd_api::exit`]): 0 all checks pass, 1 a problem was found, 6 no
-//! diagnosis yet, 4 unknown phone, 3 daemon unreachable, 5 daemon error, 2 usage. Every failure is an
-//! [`ExpectedError`], rendered with its remedy; nothing the daemon sends can make the CLI panic.
+//! diagnosis yet (or no phone to back up), 4 unknown phone, 3 daemon unreachable, 5 daemon error, 2 usage,
+//! 7 a backup or encryption change did not succeed, 8 the phone already has a job, 130 Ctrl-C stopped a wait.
+//! Every failure is an [`ExpectedError`], rendered with its remedy; nothing the daemon sends can make the CLI
+//! panic.
 //!
 //! The crate is a library so that tests run the CLI in-process ([`run`]) and `cargo xtask` can build shell
 //! completions and the man page from [`command`]; `src/main.rs` only calls [`run`].
 
+mod backup;
+mod backups;
 mod client;
 mod diagnose;
+mod encryption;
 mod error;
+mod job;
 mod notify;
+mod password;
 mod status;
 mod text;
 mod watch;
@@ -30,6 +42,7 @@ use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use backupd_api::exit;
 
 pub use error::ExpectedError;
+pub use password::{Refusal, Which};
 
 use client::Client;
 use text::Lang;
@@ -42,7 +55,24 @@ Exit codes:
   3  the daemon could not be reached on its socket
   4  the daemon knows no such phone
   5  the daemon answered with an error, or its answer could not be read
-  6  no diagnosis yet: no iPhone connected, still reading it, or waiting for you to tap Trust";
+  6  no diagnosis yet: no iPhone connected, still reading it, or waiting for you to tap Trust
+  7  the backup or encryption change failed, was cancelled or did not verify; the previous backup is intact
+  8  the iPhone already has a backup or encryption change running";
+
+const BACKUP_HELP: &str = "\
+Without --wait it starts the backup and returns; the daemon carries on. With --wait it shows the progress (a bar \
+on a terminal, else a line every few seconds) and exits 0 only when the backup succeeded and was verified. \
+Ctrl-C stops waiting (exit 130) and leaves the backup running.
+
+On iOS 16.1 and later the iPhone asks for its passcode before it starts: unlock it and enter the passcode.";
+
+const ENCRYPTION_HELP: &str = "\
+Passwords: BACKUPD_BACKUP_PASSWORD holds the current one (off, change-password) and BACKUPD_NEW_BACKUP_PASSWORD \
+the new one (on, change-password); when unset, they are asked on the terminal without echo, the new one twice. \
+They are sent only to the daemon, on its socket, and never printed.
+
+The iPhone asks for its passcode to confirm (iOS 13 and later): unlock it and enter the passcode when asked. \
+Ctrl-C stops waiting (exit 130) and leaves the change running.";
 
 /// Asks backupd, the daemon that watches iPhones plugged in by USB, why their backups fail and what to do.
 #[derive(Debug, Parser)]
@@ -75,6 +105,15 @@ enum Cmd {
     Diagnose(DiagnoseArgs),
     /// Print the daemon's events as they happen, one line each, until the daemon stops or Ctrl-C
     Watch(WatchArgs),
+    /// Back up an iPhone to this computer the way Finder does, or stop its running backup
+    #[command(after_help = format!("{BACKUP_HELP}\n\n{EXIT_CODES}"))]
+    Backup(BackupArgs),
+    /// List the local backups of an iPhone (or of every iPhone the daemon knows)
+    #[command(after_help = EXIT_CODES)]
+    Backups(BackupsArgs),
+    /// Turn backup encryption on or off, or change its password, and wait for the iPhone to confirm
+    #[command(after_help = format!("{ENCRYPTION_HELP}\n\n{EXIT_CODES}"))]
+    Encryption(EncryptionArgs),
 }
 
 #[derive(Debug, Args)]
@@ -110,17 +149,85 @@ struct WatchArgs {
     notify: bool,
 }
 
+#[derive(Debug, Args)]
+struct BackupArgs {
+    /// The iPhone to back up (dashes and case do not matter) [default: the only connected one]
+    #[arg(value_name = "UDID", value_parser = parse_udid)]
+    udid: Option<String>,
+    /// Ask the iPhone for a full backup instead of an incremental one
+    #[arg(long, conflicts_with = "cancel")]
+    full: bool,
+    /// Show the progress and wait for the end; also follows a backup of the iPhone already running
+    #[arg(long, conflicts_with = "cancel")]
+    wait: bool,
+    /// Stop the iPhone's running backup instead; the previous backup stays intact
+    #[arg(long)]
+    cancel: bool,
+}
+
+#[derive(Debug, Args)]
+struct BackupsArgs {
+    /// Only this iPhone (dashes and case do not matter) [default: every iPhone the daemon knows]
+    #[arg(value_name = "UDID", value_parser = parse_udid)]
+    udid: Option<String>,
+    /// Print the daemon's JSON (a `BackupList`; without a UDID, an array of them) instead of a table
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct EncryptionArgs {
+    /// What to do
+    #[arg(value_name = "ACTION", value_enum)]
+    action: EncryptionCmd,
+    /// The iPhone (dashes and case do not matter) [default: the only connected one]
+    #[arg(value_name = "UDID", value_parser = parse_udid)]
+    udid: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum EncryptionCmd {
+    /// Encrypt the iPhone's next backups with a new password
+    On,
+    /// Stop encrypting them (needs the current password)
+    Off,
+    /// Change the password (needs the current one and a new one)
+    ChangePassword,
+}
+
+impl EncryptionCmd {
+    fn action(self) -> backupd_api::EncryptionAction {
+        match self {
+            Self::On => backupd_api::EncryptionAction::On,
+            Self::Off => backupd_api::EncryptionAction::Off,
+            Self::ChangePassword => backupd_api::EncryptionAction::Change,
+        }
+    }
+}
+
 /// The clap command of `backupdctl`, for shell completions and the man page.
 pub fn command() -> clap::Command {
     Cli::command()
 }
 
-/// Runs `backupdctl` with `args` (the first is the program name), writing results to `out` and errors and
-/// warnings to `err`, and returns the exit code ([`backupd_api::exit`]).
+/// Runs `backupdctl` with `args` (the first is the program name), writing results to `out` and errors,
+/// warnings and progress to `err`, and returns the exit code ([`backupd_api::exit`]). Progress is plain lines:
+/// no bar is drawn and no password is asked (see [`run_with_terminal`]).
 pub fn run(
     args: impl IntoIterator<Item = OsString>,
     out: &mut impl Write,
     err: &mut impl Write,
+) -> i32 {
+    run_with_terminal(args, out, err, false)
+}
+
+/// [`run`], for the process itself: when `stderr_is_terminal`, progress bars are drawn on the process's
+/// stderr (`err` must then be that stderr, unlocked) and missing backup passwords are asked on the terminal.
+pub fn run_with_terminal(
+    args: impl IntoIterator<Item = OsString>,
+    out: &mut impl Write,
+    err: &mut impl Write,
+    stderr_is_terminal: bool,
 ) -> i32 {
     let cli = match command()
         .try_get_matches_from(args)
@@ -140,7 +247,8 @@ pub fn run(
             };
         }
     };
-    let env = Environment::from_process();
+    let mut env = Environment::from_process();
+    env.terminal = stderr_is_terminal;
     match execute(cli, &env, out, err) {
         Ok(code) => code,
         Err(ExpectedError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
@@ -155,6 +263,10 @@ struct Environment {
     locale: Option<String>,
     /// `XDG_RUNTIME_DIR`.
     runtime_dir: Option<PathBuf>,
+    /// Backup passwords (`BACKUPD_BACKUP_PASSWORD`, `BACKUPD_NEW_BACKUP_PASSWORD`).
+    passwords: password::FromEnv,
+    /// Whether stderr is a terminal: progress bars, password prompts.
+    terminal: bool,
 }
 
 impl Environment {
@@ -167,6 +279,8 @@ impl Environment {
             runtime_dir: std::env::var_os("XDG_RUNTIME_DIR")
                 .filter(|v| !v.is_empty())
                 .map(PathBuf::from),
+            passwords: password::FromEnv::from_process(),
+            terminal: false,
         }
     }
 }
@@ -212,6 +326,39 @@ fn execute(
                 diagnose::run(&client, &options, lang, out, err).await
             }
             Cmd::Watch(a) => watch::run(&client, a.json, a.notify, lang, out, err).await,
+            Cmd::Backup(a) => {
+                let options = backup::Options {
+                    udid: a.udid.as_deref(),
+                    full: a.full,
+                    wait: a.wait,
+                    cancel: a.cancel,
+                };
+                backup::run(&client, &options, lang, env.terminal, out, err).await
+            }
+            Cmd::Backups(a) => backups::run(&client, a.udid.as_deref(), a.json, lang, out).await,
+            Cmd::Encryption(a) => {
+                // Without a terminal there is nobody to ask: the prompt fails and names the variable.
+                let terminal = env.terminal;
+                let prompt = |text: &str| {
+                    if terminal {
+                        password::prompt_terminal(text)
+                    } else {
+                        Err(std::io::Error::other("stderr is not a terminal"))
+                    }
+                };
+                encryption::run(
+                    &client,
+                    a.action.action(),
+                    a.udid.as_deref(),
+                    &env.passwords,
+                    prompt,
+                    lang,
+                    env.terminal,
+                    out,
+                    err,
+                )
+                .await
+            }
         }
     })
 }
@@ -265,8 +412,8 @@ mod tests {
     fn socket_prefers_the_flag_then_an_existing_user_socket_then_the_system_one() {
         let dir = tempfile::tempdir().expect("tempdir");
         let env = Environment {
-            locale: None,
             runtime_dir: Some(dir.path().to_owned()),
+            ..Environment::default()
         };
         assert_eq!(
             socket_path(None, &env),

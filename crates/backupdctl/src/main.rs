@@ -1,10 +1,16 @@
 //! `backupdctl`: see the library's documentation; this only hands the process's arguments and streams to it.
 
+use std::io::IsTerminal;
+
 fn main() {
-    let code = backupdctl::run(
+    // stderr stays unlocked: a progress bar draws on it from its own thread.
+    let stderr = std::io::stderr();
+    let terminal = stderr.is_terminal();
+    let code = backupdctl::run_with_terminal(
         std::env::args_os(),
         &mut std::io::stdout().lock(),
-        &mut std::io::stderr().lock(),
+        &mut &stderr,
+        terminal,
     );
     std::process::exit(code);
 }

@@ -1,6 +1,6 @@
 //! The CLI's own words, in English and Italian; the diagnoses themselves come from `backupd-rules`' catalog.
 
-use backupd_api::Phase;
+use backupd_api::{EncryptionAction, Job, JobKind, JobState, Phase};
 use backupd_rules::Severity;
 
 /// The language of texts. The variants have no doc comments on purpose: clap would show them as a list in
@@ -397,6 +397,410 @@ pub(crate) fn notify_failed(lang: Lang, why: &str) -> String {
     )
 }
 
+// Jobs: backups and encryption changes.
+
+/// A number with the decimal separator of `lang`.
+fn decimal(lang: Lang, value: f64, places: usize) -> String {
+    let text = format!("{value:.places$}");
+    match lang {
+        Lang::En => text,
+        Lang::It => text.replace('.', ","),
+    }
+}
+
+/// Bytes for a person, in decimal units as Finder shows them: `812 kB`, `45.3 MB`, `5.21 GB`.
+pub(crate) fn size(lang: Lang, bytes: u64) -> String {
+    const K: f64 = 1e3;
+    const M: f64 = 1e6;
+    const G: f64 = 1e9;
+    const T: f64 = 1e12;
+    // Precision beyond 2^53 bytes does not matter for a person.
+    #[allow(clippy::cast_precision_loss)]
+    let b = bytes as f64;
+    if b < K {
+        format!("{bytes} B")
+    } else if b < M {
+        format!("{} kB", decimal(lang, b / K, 0))
+    } else if b < G {
+        format!("{} MB", decimal(lang, b / M, 1))
+    } else if b < T {
+        format!("{} GB", decimal(lang, b / G, 2))
+    } else {
+        format!("{} TB", decimal(lang, b / T, 2))
+    }
+}
+
+/// A transfer rate: `25.3 MB/s`.
+pub(crate) fn rate(lang: Lang, bytes_per_sec: f64) -> String {
+    format!("{} MB/s", decimal(lang, bytes_per_sec / 1e6, 1))
+}
+
+/// A duration: `42 s`, `2 min 05 s`, `1 h 07 min`.
+pub(crate) fn duration(secs: f64) -> String {
+    // Saturating float-to-int conversion; negative and NaN become 0.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let secs = secs.round().max(0.0) as u64;
+    if secs < 60 {
+        format!("{secs} s")
+    } else if secs < 3_600 {
+        format!("{} min {:02} s", secs / 60, secs % 60)
+    } else {
+        format!("{} h {:02} min", secs / 3_600, secs % 3_600 / 60)
+    }
+}
+
+pub(crate) fn files(lang: Lang, n: u64) -> String {
+    match (lang, n) {
+        (Lang::En, 1) => "1 file".to_owned(),
+        (Lang::En, n) => format!("{n} files"),
+        (Lang::It, n) => format!("{n} file"),
+    }
+}
+
+pub(crate) fn phone_percent(lang: Lang, percent: f64) -> String {
+    pick(
+        lang,
+        format!("iPhone at {}%", decimal(lang, percent, 0)),
+        format!("iPhone al {}%", decimal(lang, percent, 0)),
+    )
+}
+
+pub(crate) fn eta(lang: Lang, secs: f64) -> String {
+    pick(
+        lang,
+        format!("about {} left", duration(secs)),
+        format!("circa {} rimanenti", duration(secs)),
+    )
+}
+
+/// The stage of a job in words (`JobProgress::stage`); an unknown stage as the daemon spells it.
+pub(crate) fn stage(lang: Lang, kind: JobKind, stage: &str) -> String {
+    let backup = kind == JobKind::Backup;
+    let words = match (lang, stage) {
+        (Lang::En, "preparing") if backup => "Preparing the backup",
+        (Lang::En, "preparing") => "Preparing the change",
+        (Lang::En, "waiting_for_passcode") if backup => {
+            "Enter your passcode on the iPhone to start the backup"
+        }
+        (Lang::En, "waiting_for_passcode") => {
+            "Enter your passcode on the iPhone to confirm the change"
+        }
+        (Lang::En, "transferring") => "Copying from the iPhone",
+        (Lang::En, "verifying") => "Verifying the backup",
+        (Lang::En, "committing") => "Keeping the new backup",
+        (Lang::En, "done") => "Done",
+        (Lang::It, "preparing") if backup => "Preparazione del backup",
+        (Lang::It, "preparing") => "Preparazione della modifica",
+        (Lang::It, "waiting_for_passcode") if backup => {
+            "Inserisci il codice sull’iPhone per avviare il backup"
+        }
+        (Lang::It, "waiting_for_passcode") => {
+            "Inserisci il codice sull’iPhone per confermare la modifica"
+        }
+        (Lang::It, "transferring") => "Copia dall’iPhone",
+        (Lang::It, "verifying") => "Verifica del backup",
+        (Lang::It, "committing") => "Salvataggio del nuovo backup",
+        (Lang::It, "done") => "Fatto",
+        (_, "") => return pick(lang, "Starting", "Avvio").to_owned(),
+        (_, other) => return other.replace('_', " "),
+    };
+    words.to_owned()
+}
+
+fn kind_subject(lang: Lang, kind: JobKind) -> &'static str {
+    match (lang, kind) {
+        (Lang::En, JobKind::Backup) => "backup",
+        (Lang::En, _) => "encryption change",
+        (Lang::It, JobKind::Backup) => "backup",
+        (Lang::It, _) => "modifica della cifratura",
+    }
+}
+
+pub(crate) fn job_state(lang: Lang, state: JobState) -> &'static str {
+    match (lang, state) {
+        (Lang::En, JobState::Running) => "running",
+        (Lang::En, JobState::Succeeded) => "succeeded",
+        (Lang::En, JobState::Failed) => "failed",
+        (Lang::En, JobState::Cancelled) => "cancelled",
+        (Lang::En, _) => "unknown",
+        (Lang::It, JobState::Running) => "in corso",
+        (Lang::It, JobState::Succeeded) => "riuscito",
+        (Lang::It, JobState::Failed) => "non riuscito",
+        (Lang::It, JobState::Cancelled) => "annullato",
+        (Lang::It, _) => "sconosciuto",
+    }
+}
+
+pub(crate) fn backup_started(lang: Lang, id: u64, udid: &str, full: bool) -> String {
+    match (lang, full) {
+        (Lang::En, false) => format!("Started backup job {id} of {udid}."),
+        (Lang::En, true) => format!("Started backup job {id} of {udid} (full backup)."),
+        (Lang::It, false) => format!("Avviato il backup {id} di {udid}."),
+        (Lang::It, true) => format!("Avviato il backup {id} di {udid} (backup completo)."),
+    }
+}
+
+pub(crate) fn follow_hint(lang: Lang, udid: &str) -> String {
+    pick(
+        lang,
+        format!(
+            "Follow it with `backupdctl backup --wait {udid}` or `backupdctl watch`; `backupdctl backup --cancel {udid}` stops it."
+        ),
+        format!(
+            "Seguilo con `backupdctl backup --wait {udid}` o `backupdctl watch`; `backupdctl backup --cancel {udid}` lo ferma."
+        ),
+    )
+}
+
+pub(crate) fn attaching(lang: Lang, id: u64) -> String {
+    pick(
+        lang,
+        format!("A backup of this iPhone is already running (job {id}): following it."),
+        format!("Un backup di questo iPhone è già in corso (job {id}): lo seguo."),
+    )
+}
+
+pub(crate) fn stopped_waiting(lang: Lang, kind: JobKind, id: u64, udid: &str) -> String {
+    match (lang, kind) {
+        (Lang::En, JobKind::Backup) => format!(
+            "Stopped waiting; backup job {id} goes on in the daemon. `backupdctl backup --wait {udid}` follows it again, `backupdctl backup --cancel {udid}` stops it."
+        ),
+        (Lang::En, _) => format!(
+            "Stopped waiting; job {id} goes on in the daemon (`backupdctl watch` shows when it ends)."
+        ),
+        (Lang::It, JobKind::Backup) => format!(
+            "Smetto di aspettare; il backup {id} continua nel demone. `backupdctl backup --wait {udid}` lo segue di nuovo, `backupdctl backup --cancel {udid}` lo ferma."
+        ),
+        (Lang::It, _) => format!(
+            "Smetto di aspettare; il job {id} continua nel demone (`backupdctl watch` mostra quando finisce)."
+        ),
+    }
+}
+
+pub(crate) fn backup_done(
+    lang: Lang,
+    udid: &str,
+    files_received: u64,
+    bytes: u64,
+    secs: f64,
+    verified: Option<u64>,
+) -> String {
+    let verified = match (lang, verified) {
+        (Lang::En, Some(n)) => format!("verified: {}", files(lang, n)),
+        (Lang::En, None) => "verified".to_owned(),
+        (Lang::It, Some(n)) => format!("verificati: {}", files(lang, n)),
+        (Lang::It, None) => "verificato".to_owned(),
+    };
+    let (files_received, bytes, took) = (
+        files(lang, files_received),
+        size(lang, bytes),
+        duration(secs),
+    );
+    pick(
+        lang,
+        format!("Backup of {udid} finished: {files_received}, {bytes} in {took}; {verified}."),
+        format!("Backup di {udid} completato: {files_received}, {bytes} in {took}; {verified}."),
+    )
+}
+
+pub(crate) fn job_failed(lang: Lang, kind: JobKind, udid: &str, error: Option<&str>) -> String {
+    let subject = kind_subject(lang, kind);
+    match (lang, error) {
+        (Lang::En, Some(e)) => format!("The {subject} of {udid} failed: {e}"),
+        (Lang::En, None) => format!("The {subject} of {udid} failed (the daemon gave no reason)"),
+        (Lang::It, Some(e)) if kind == JobKind::Backup => {
+            format!("Il backup di {udid} non è riuscito: {e}")
+        }
+        (Lang::It, None) if kind == JobKind::Backup => {
+            format!("Il backup di {udid} non è riuscito (il demone non ha detto perché)")
+        }
+        (Lang::It, Some(e)) => format!("La {subject} di {udid} non è riuscita: {e}"),
+        (Lang::It, None) => {
+            format!("La {subject} di {udid} non è riuscita (il demone non ha detto perché)")
+        }
+    }
+}
+
+pub(crate) fn job_cancelled(lang: Lang, kind: JobKind, udid: &str) -> String {
+    let subject = kind_subject(lang, kind);
+    match lang {
+        Lang::En => format!("The {subject} of {udid} was cancelled"),
+        Lang::It if kind == JobKind::Backup => format!("Il backup di {udid} è stato annullato"),
+        Lang::It => format!("La {subject} di {udid} è stata annullata"),
+    }
+}
+
+pub(crate) fn previous_intact(lang: Lang, kind: JobKind) -> &'static str {
+    match (lang, kind) {
+        (Lang::En, JobKind::Backup) => "The previous backup is intact.",
+        (Lang::En, _) => "Nothing was changed on the iPhone.",
+        (Lang::It, JobKind::Backup) => "Il backup precedente è intatto.",
+        (Lang::It, _) => "Sull’iPhone non è cambiato nulla.",
+    }
+}
+
+/// What the phone's MBErrorDomain code means and what to do, for the codes a person can act on.
+pub(crate) fn device_error(lang: Lang, kind: JobKind, code: u64, udid: &str) -> Option<String> {
+    let encryption = kind != JobKind::Backup;
+    Some(match (lang, code) {
+        (Lang::En, 208) => "The iPhone asked for its passcode and none was entered in time: unlock it, start again and enter the passcode when asked.".to_owned(),
+        (Lang::En, 105) => "The disk of this computer is full where backups go: free some space there (`backupdctl status` names the folder) and start again.".to_owned(),
+        (Lang::En, 207) if encryption => "The current backup password is wrong: run the command again with the password set when encryption was turned on.".to_owned(),
+        (Lang::En, 207) => "The backup password is wrong: the iPhone encrypts its backups with the password set when encryption was turned on.".to_owned(),
+        (Lang::En, 3) => "A snapshot left over from an interrupted backup is still on the iPhone: restart the iPhone, then start again.".to_owned(),
+        (Lang::En, 205) => format!("The iPhone could not read the previous backup on this computer (its Manifest.plist is damaged): make a full backup with `backupdctl backup --full --wait {udid}`."),
+        (Lang::It, 208) => "L’iPhone ha chiesto il suo codice e nessuno l’ha inserito in tempo: sbloccalo, ricomincia e inserisci il codice quando richiesto.".to_owned(),
+        (Lang::It, 105) => "Il disco di questo computer è pieno dove vanno i backup: libera spazio lì (`backupdctl status` indica la cartella) e ricomincia.".to_owned(),
+        (Lang::It, 207) if encryption => "La password attuale dei backup è sbagliata: riesegui il comando con la password scelta quando hai attivato la cifratura.".to_owned(),
+        (Lang::It, 207) => "La password dei backup è sbagliata: l’iPhone cifra i backup con la password scelta quando hai attivato la cifratura.".to_owned(),
+        (Lang::It, 3) => "Sull’iPhone è rimasta un’istantanea di un backup interrotto: riavvia l’iPhone, poi ricomincia.".to_owned(),
+        (Lang::It, 205) => format!("L’iPhone non è riuscito a leggere il backup precedente su questo computer (il suo Manifest.plist è danneggiato): fai un backup completo con `backupdctl backup --full --wait {udid}`."),
+        _ => return None,
+    })
+}
+
+pub(crate) fn unknown_device_error(lang: Lang, code: u64) -> String {
+    pick(
+        lang,
+        format!("The iPhone ended it with error code {code} (MBErrorDomain)."),
+        format!("L’iPhone l’ha terminato con il codice di errore {code} (MBErrorDomain)."),
+    )
+}
+
+pub(crate) fn cancelled_now(lang: Lang, kind: JobKind, id: u64, udid: &str) -> String {
+    let subject = kind_subject(lang, kind);
+    match lang {
+        Lang::En => format!("Cancelled {subject} job {id} of {udid}."),
+        Lang::It if kind == JobKind::Backup => format!("Annullato il backup {id} di {udid}."),
+        Lang::It => format!("Annullata la {subject} {id} di {udid}."),
+    }
+}
+
+pub(crate) fn cancel_pending(lang: Lang, id: u64) -> String {
+    pick(
+        lang,
+        format!(
+            "Asked the daemon to stop job {id}; it is still stopping (`backupdctl watch` shows when it ends)."
+        ),
+        format!(
+            "Chiesto al demone di fermare il job {id}; si sta ancora fermando (`backupdctl watch` mostra quando finisce)."
+        ),
+    )
+}
+
+pub(crate) fn ended_before_cancel(lang: Lang, id: u64, state: JobState) -> String {
+    let state = job_state(lang, state);
+    pick(
+        lang,
+        format!("Job {id} ended before it could be stopped: {state}."),
+        format!("Il job {id} è terminato prima di poterlo fermare: {state}."),
+    )
+}
+
+pub(crate) fn passcode_notice(lang: Lang) -> &'static str {
+    pick(
+        lang,
+        "The iPhone will ask for its passcode to confirm (iOS 13 and later): unlock it and enter the passcode when asked.",
+        "L’iPhone chiederà il suo codice per confermare (iOS 13 e successivi): sbloccalo e inserisci il codice quando richiesto.",
+    )
+}
+
+pub(crate) fn encryption_done(lang: Lang, action: EncryptionAction, udid: &str) -> String {
+    match (lang, action) {
+        (Lang::En, EncryptionAction::On) => format!(
+            "Backup encryption is on for {udid}: its next backups are encrypted with the new password. Keep it safe: without it they cannot be restored."
+        ),
+        (Lang::En, EncryptionAction::Off) => {
+            format!("Backup encryption is off for {udid}: its next backups are not encrypted.")
+        }
+        (Lang::En, EncryptionAction::Change) => {
+            format!("The backup password of {udid} was changed.")
+        }
+        (Lang::It, EncryptionAction::On) => format!(
+            "La cifratura dei backup è attiva per {udid}: i prossimi backup sono cifrati con la nuova password. Conservala: senza non si possono ripristinare."
+        ),
+        (Lang::It, EncryptionAction::Off) => {
+            format!(
+                "La cifratura dei backup è disattivata per {udid}: i prossimi backup non sono cifrati."
+            )
+        }
+        (Lang::It, EncryptionAction::Change) => {
+            format!("La password dei backup di {udid} è stata cambiata.")
+        }
+    }
+}
+
+pub(crate) fn prompt_current(lang: Lang) -> &'static str {
+    pick(
+        lang,
+        "Current backup password: ",
+        "Password attuale dei backup: ",
+    )
+}
+
+pub(crate) fn prompt_new(lang: Lang) -> &'static str {
+    pick(lang, "New backup password: ", "Nuova password dei backup: ")
+}
+
+pub(crate) fn prompt_again(lang: Lang) -> &'static str {
+    pick(
+        lang,
+        "New backup password again: ",
+        "Ripeti la nuova password dei backup: ",
+    )
+}
+
+/// A job event for `watch`: `UDID: backup job 3: Copying from the iPhone: …` or its end.
+pub(crate) fn job_event(lang: Lang, job: &Job, progress_line: &str) -> String {
+    let subject = kind_subject(lang, job.kind);
+    let head = pick(
+        lang,
+        format!("{}: {subject} job {}", job.udid, job.id),
+        format!("{}: {subject} {}", job.udid, job.id),
+    );
+    if job.state == JobState::Running {
+        format!("{head}: {progress_line}")
+    } else {
+        let mut line = format!("{head}: {}", job_state(lang, job.state));
+        if let Some(e) = &job.error {
+            line.push_str(": ");
+            line.push_str(e);
+        }
+        line
+    }
+}
+
+// Backups.
+
+/// The column headers of the backups table.
+pub(crate) fn backup_columns(lang: Lang) -> [&'static str; 6] {
+    pick(
+        lang,
+        ["Name", "Date", "Size", "iOS", "Encrypted", "Verified"],
+        ["Nome", "Data", "Dimensione", "iOS", "Cifrato", "Verificato"],
+    )
+}
+
+pub(crate) fn no_backups(lang: Lang, udid: &str) -> String {
+    pick(
+        lang,
+        format!("No local backup yet: `backupdctl backup {udid}` makes one."),
+        format!("Ancora nessun backup locale: `backupdctl backup {udid}` ne fa uno."),
+    )
+}
+
+pub(crate) fn no_phones_known(lang: Lang) -> &'static str {
+    pick(
+        lang,
+        "The daemon knows no iPhone yet: plug one in by USB and unlock it.",
+        "Il demone non conosce ancora nessun iPhone: collegane uno via USB e sbloccalo.",
+    )
+}
+
+pub(crate) fn unknown(lang: Lang) -> &'static str {
+    pick(lang, "unknown", "sconosciuta")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,6 +814,53 @@ mod tests {
         for extreme in [i64::MIN, i64::MAX] {
             assert!(utc(extreme).ends_with("UTC"));
         }
+    }
+
+    #[test]
+    fn sizes_durations_and_rates_for_people() {
+        assert_eq!(size(Lang::En, 512), "512 B");
+        assert_eq!(size(Lang::En, 812_345), "812 kB");
+        assert_eq!(size(Lang::En, 45_300_000), "45.3 MB");
+        assert_eq!(size(Lang::En, 5_214_000_000), "5.21 GB");
+        assert_eq!(size(Lang::It, 5_214_000_000), "5,21 GB");
+        assert_eq!(size(Lang::En, 1_500_000_000_000), "1.50 TB");
+        assert_eq!(duration(42.4), "42 s");
+        assert_eq!(duration(125.0), "2 min 05 s");
+        assert_eq!(duration(4_020.0), "1 h 07 min");
+        assert_eq!(duration(-3.0), "0 s");
+        assert_eq!(duration(f64::NAN), "0 s");
+        assert_eq!(rate(Lang::En, 25_340_000.0), "25.3 MB/s");
+        assert_eq!(rate(Lang::It, 25_340_000.0), "25,3 MB/s");
+        assert_eq!(files(Lang::En, 1), "1 file");
+        assert_eq!(files(Lang::En, 2), "2 files");
+    }
+
+    #[test]
+    fn stages_in_words() {
+        assert_eq!(
+            stage(Lang::En, JobKind::Backup, "waiting_for_passcode"),
+            "Enter your passcode on the iPhone to start the backup"
+        );
+        assert_eq!(
+            stage(Lang::It, JobKind::Encryption, "waiting_for_passcode"),
+            "Inserisci il codice sull’iPhone per confermare la modifica"
+        );
+        assert_eq!(stage(Lang::En, JobKind::Backup, "new_stage"), "new stage");
+    }
+
+    #[test]
+    fn every_explained_device_code_has_both_languages() {
+        for code in [3, 105, 205, 207, 208] {
+            for kind in [JobKind::Backup, JobKind::Encryption] {
+                assert!(device_error(Lang::En, kind, code, "A").is_some(), "{code}");
+                assert!(device_error(Lang::It, kind, code, "A").is_some(), "{code}");
+            }
+        }
+        assert!(device_error(Lang::En, JobKind::Backup, 1, "A").is_none());
+        assert!(
+            device_error(Lang::En, JobKind::Backup, 208, "A")
+                .is_some_and(|t| t.contains("enter the passcode when asked"))
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::io::Write;
 use backupd_api::{Event, exit};
 
 use crate::client::Client;
+use crate::job;
 use crate::notify::Notifier;
 use crate::text::{self, Lang};
 use crate::{ExpectedError, write_out};
@@ -58,6 +59,7 @@ pub(crate) async fn run(
             }
         }
         if let (Some(n), Some(w)) = (&notifier, &words)
+            && worth_notifying(&line)
             && let Err(why) = n.send(w).await
         {
             let _ = writeln!(err, "{}", text::notify_failed(lang, &why));
@@ -88,8 +90,19 @@ fn describe(line: &[u8], lang: Lang) -> Option<String> {
         }
         Ok(Event::UsbmuxdUnavailable { error }) => text::usbmuxd_unavailable(lang, &error),
         Ok(Event::UsbmuxdAvailable) => text::usbmuxd_available(lang).to_owned(),
+        Ok(Event::JobProgress { job } | Event::JobFinished { job }) => {
+            text::job_event(lang, &job, &job::progress_line(lang, &job, None))
+        }
         Ok(_) | Err(_) => text::unknown_event(lang, &name),
     })
+}
+
+/// Whether an event deserves a desktop notification: not a job's progress, which comes several times a second.
+fn worth_notifying(line: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(line)
+        .ok()
+        .and_then(|v| v.get("event").and_then(|e| e.as_str()).map(str::to_owned))
+        .is_none_or(|name| name != "job_progress")
 }
 
 #[cfg(test)]
@@ -139,6 +152,21 @@ mod tests {
                 Lang::En,
                 "event `attached` (unknown to this backupdctl)",
             ),
+            (
+                r#"{"event":"job_progress","job":{"id":3,"udid":"A1","kind":"backup","state":"running","started_at":0,"progress":{"stage":"transferring","bytes":2500000000,"files":1200,"device_percent":41.6,"announced_bytes":0,"elapsed_secs":60.0}}}"#,
+                Lang::En,
+                "A1: backup job 3: Copying from the iPhone: 2.50 GB, 1200 files, iPhone at 42%",
+            ),
+            (
+                r#"{"event":"job_finished","job":{"id":3,"udid":"A1","kind":"backup","state":"failed","started_at":0,"error":"the iPhone stopped the backup: Device locked (MBErrorDomain 208)","device_error_code":208}}"#,
+                Lang::It,
+                "A1: backup 3: non riuscito: the iPhone stopped the backup: Device locked (MBErrorDomain 208)",
+            ),
+            (
+                r#"{"event":"job_finished","job":{"id":4,"udid":"A1","kind":"encryption","state":"succeeded","started_at":0}}"#,
+                Lang::En,
+                "A1: encryption change job 4: succeeded",
+            ),
         ];
         for (line, lang, expected) in cases {
             assert_eq!(
@@ -147,6 +175,8 @@ mod tests {
                 "{line}"
             );
         }
+        assert!(!worth_notifying(br#"{"event":"job_progress","job":{}}"#));
+        assert!(worth_notifying(br#"{"event":"job_finished","job":{}}"#));
         assert_eq!(describe(b"not json", Lang::En), None);
         assert_eq!(describe(b"[1,2]", Lang::En), None);
     }

@@ -242,6 +242,8 @@ pub(crate) struct Plan {
 #[derive(Default)]
 struct Shared {
     log: Vec<String>,
+    /// `METHOD /path` and the body of each request that had one.
+    bodies: Vec<(String, String)>,
     posted: bool,
     subscribers: Vec<mpsc::UnboundedSender<Bytes>>,
 }
@@ -276,9 +278,19 @@ fn line(text: &str) -> Bytes {
     Bytes::from(format!("{text}\n"))
 }
 
-fn answer(plan: &Plan, shared: &Mutex<Shared>, method: &Method, path: &str) -> Response<Body> {
+fn answer(
+    plan: &Plan,
+    shared: &Mutex<Shared>,
+    method: &Method,
+    path: &str,
+    body: &[u8],
+) -> Response<Body> {
     let mut state = shared.lock().expect("fake daemon state");
     state.log.push(format!("{method} {path}"));
+    if !body.is_empty() {
+        let text = String::from_utf8_lossy(body).into_owned();
+        state.bodies.push((format!("{method} {path}"), text));
+    }
     if *method == Method::POST {
         state.posted = true;
         state.subscribers.retain(|tx| {
@@ -346,8 +358,16 @@ impl FakeDaemon {
                     let state = state.clone();
                     tokio::spawn(async move {
                         let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                            let response = answer(&plan, &state, req.method(), req.uri().path());
-                            async move { Ok::<_, Infallible>(response) }
+                            let (plan, state) = (plan.clone(), state.clone());
+                            async move {
+                                let method = req.method().clone();
+                                let path = req.uri().path().to_owned();
+                                let body = match req.into_body().collect().await {
+                                    Ok(b) => b.to_bytes(),
+                                    Err(_) => Bytes::new(),
+                                };
+                                Ok::<_, Infallible>(answer(&plan, &state, &method, &path, &body))
+                            }
                         });
                         let _ = hyper::server::conn::http1::Builder::new()
                             .serve_connection(TokioIo::new(stream), service)
@@ -380,6 +400,15 @@ impl FakeDaemon {
     /// The requests received so far, as `METHOD /path`.
     pub(crate) fn log(&self) -> Vec<String> {
         self.shared.lock().expect("fake daemon state").log.clone()
+    }
+
+    /// The bodies received so far, with their `METHOD /path`.
+    pub(crate) fn bodies(&self) -> Vec<(String, String)> {
+        self.shared
+            .lock()
+            .expect("fake daemon state")
+            .bodies
+            .clone()
     }
 }
 

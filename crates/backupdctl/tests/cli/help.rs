@@ -20,8 +20,8 @@ fn status_help() {
 }
 
 #[test]
-fn diagnose_and_watch_help() {
-    for command in ["diagnose", "watch"] {
+fn every_command_has_its_help() {
+    for command in ["diagnose", "watch", "backup", "backups", "encryption"] {
         let output = run(&[command, "--help"]);
         assert_eq!(output.code, exit::OK);
         assert_snapshot(&format!("help_{command}.txt"), &output.stdout);
@@ -39,6 +39,8 @@ fn help_names_every_exit_code() {
         exit::NOT_FOUND,
         exit::DAEMON_ERROR,
         exit::NOT_READY,
+        exit::JOB_FAILED,
+        exit::BUSY,
     ] {
         assert!(
             output.stdout.contains(&format!("\n  {code}  ")),
@@ -48,9 +50,34 @@ fn help_names_every_exit_code() {
 }
 
 #[test]
+fn backup_help_tells_about_ctrl_c_and_the_passcode() {
+    let output = run(&["backup", "--help"]);
+    assert!(output.stdout.contains("Ctrl-C stops waiting (exit 130)"));
+    let output = run(&["encryption", "--help"]);
+    for needle in [
+        "BACKUPD_BACKUP_PASSWORD",
+        "BACKUPD_NEW_BACKUP_PASSWORD",
+        "iOS 13 and later",
+        "change-password",
+    ] {
+        assert!(output.stdout.contains(needle), "{needle}");
+    }
+}
+
+#[test]
 fn completions_and_man_page_can_be_built_from_the_command() {
     let command = backupdctl::command();
     assert_eq!(command.get_name(), "backupdctl");
     let names: Vec<&str> = command.get_subcommands().map(|c| c.get_name()).collect();
-    assert_eq!(names, ["status", "diagnose", "watch"]);
+    assert_eq!(
+        names,
+        [
+            "status",
+            "diagnose",
+            "watch",
+            "backup",
+            "backups",
+            "encryption"
+        ]
+    );
 }
