@@ -5,7 +5,7 @@ use std::io::Write;
 
 use hyper::{Method, StatusCode};
 
-use backupd_api::{BackupList, Device, exit};
+use backupd_api::{BackupList, Device, Status, exit};
 
 use crate::client::{self, Client};
 use crate::job;
@@ -21,14 +21,7 @@ pub(crate) async fn run(
     out: &mut impl Write,
 ) -> Result<i32, ExpectedError> {
     let status = job::devices(client).await?;
-    let name_of = |udid: &str| {
-        let key = normalize_udid(udid);
-        status
-            .devices
-            .iter()
-            .find(|d| normalize_udid(&d.udid) == key)
-            .and_then(|d| d.name.clone())
-    };
+    let name_of = |udid: &str| name_of_known(&status, udid).and_then(|d| d.name.clone());
     let phones: Vec<String> = match udid {
         Some(u) => vec![u.to_owned()],
         None => status
@@ -57,6 +50,13 @@ pub(crate) async fn run(
         }
         let body = client::success(&what, answer)?;
         let list: BackupList = client::parse(&what, &body)?;
+        // The daemon lists what is on disk for any UDID: nothing there for a phone it does not know means the
+        // UDID is wrong.
+        if udid.is_some() && list.backups.is_empty() && name_of_known(&status, phone).is_none() {
+            return Err(ExpectedError::DeviceNotFound {
+                udid: phone.clone(),
+            });
+        }
         lists.push((list, body));
     }
     let text = if json {
@@ -72,6 +72,15 @@ pub(crate) async fn run(
     };
     write_out(out, &text)?;
     Ok(exit::OK)
+}
+
+/// The phone of `status` with this UDID, in any spelling.
+fn name_of_known<'a>(status: &'a Status, udid: &str) -> Option<&'a Device> {
+    let key = normalize_udid(udid);
+    status
+        .devices
+        .iter()
+        .find(|d| normalize_udid(&d.udid) == key)
 }
 
 /// The daemon's JSON: with a UDID, its answer as it was sent; else an array of the answers, every field kept.

@@ -161,7 +161,27 @@ fn fields_a_newer_daemon_adds_are_kept_in_json() {
 
 #[test]
 fn an_unknown_phone_exits_4_and_no_phone_is_said() {
-    let daemon = FakeDaemon::with_status(&status(Vec::new()));
+    // The daemon lists what is on disk for any UDID: an empty list for a phone it does not know.
+    let daemon = FakeDaemon::start(Plan {
+        routes: vec![
+            Route::get(backupd_api::PATH_DEVICES, 200, json(&status(Vec::new()))),
+            Route::get(
+                &format!("/v1/devices/{PROBLEM_UDID}/backups"),
+                200,
+                json(&BackupList {
+                    udid: PROBLEM_UDID.to_owned(),
+                    backups: Vec::new(),
+                }),
+            ),
+        ],
+        ..Plan::default()
+    });
+    let output = run_on(&daemon, &["backups", PROBLEM_UDID]);
+    assert_eq!(output.code, exit::NOT_FOUND, "{}", output.transcript());
+    assert!(output.stderr.starts_with(&format!(
+        "error: the daemon knows no phone {PROBLEM_UDID}\n"
+    )));
+    // And a 404, should a daemon answer one.
     let output = run_on(&daemon, &["backups", HEALTHY_UDID]);
     assert_eq!(output.code, exit::NOT_FOUND, "{}", output.transcript());
     assert!(output.stderr.starts_with(&format!(
