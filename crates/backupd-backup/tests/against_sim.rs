@@ -9,6 +9,7 @@ use backupd_backup::store::{Recovery, Store};
 use backupd_backup::verify;
 use backupd_proto::tls::DevicePinning;
 use backupd_proto::usbmuxd::Address;
+use backupd_sim::backup::DisconnectStage;
 use backupd_sim::profile::{Profile, builtin};
 use backupd_sim::{Config, Simulator};
 use backupd_usb::{Muxd, Pairing};
@@ -183,22 +184,34 @@ async fn unplugging_at_many_points_never_harms_the_previous_backup() {
         .backup()
         .file_set()
         .total_bytes();
-    // From the very start to the end of the data.
+    // From the very start to the end of the data, then during Manifest.db and during the final moves.
+    let mut faults: Vec<(String, backupd_sim::backup::BackupFaults)> = Vec::new();
     for at in [0, 1, 40_000, total / 2, total - 1] {
+        let mut f = backupd_sim::backup::BackupFaults::default();
+        f.disconnect_after_bytes = Some(at);
+        faults.push((format!("after {at} bytes"), f));
+    }
+    for stage in [DisconnectStage::ManifestDb, DisconnectStage::Moves] {
+        let mut f = backupd_sim::backup::BackupFaults::default();
+        f.disconnect_during = Some(stage);
+        faults.push((format!("during {stage:?}"), f));
+    }
+    for (i, (what, fault)) in faults.into_iter().enumerate() {
         let mut profile = builtin("healthy").expect("profile");
-        profile.backup.faults.disconnect_after_bytes = Some(at);
+        profile.backup.faults = fault;
+        let socket = r.dir.path().join(format!("mux-{i}.sock"));
         let faulty = Rig {
             sim: Simulator::start(Config {
-                socket: r.dir.path().join(format!("mux-{at}.sock")),
+                socket: socket.clone(),
                 tcp: None,
                 control: None,
-                // The same phone (same key and trusted hosts) behind a muxer that drops the connection at `at`.
+                // The same phone (same key and trusted hosts) behind a muxer that drops the connection.
                 state_dir: r.dir.path().join("sim"),
                 profiles: vec![profile],
             })
             .await
             .expect("simulator"),
-            muxd: Muxd::new(Address::Unix(r.dir.path().join(format!("mux-{at}.sock")))),
+            muxd: Muxd::new(Address::Unix(socket)),
             store: r.store.clone(),
             dir: tempfile::tempdir().expect("dir"),
         };
@@ -207,21 +220,21 @@ async fn unplugging_at_many_points_never_harms_the_previous_backup() {
             .expect_err("an unplugged backup fails");
         assert!(
             matches!(err, BackupError::Transport(_) | BackupError::Protocol(_)),
-            "at {at}: {err:?}"
+            "{what}: {err:?}"
         );
         assert_eq!(
             current_bytes(&r.store),
             before,
-            "at {at}: the previous backup changed"
+            "{what}: the previous backup changed"
         );
         assert!(
             verify::verify(&r.store.current_dir(UDID), &[]).ok,
-            "at {at}: the previous backup no longer verifies"
+            "{what}: the previous backup no longer verifies"
         );
         assert_eq!(
             r.store.recover(UDID).expect("recover"),
             Recovery::LeftoverStaging,
-            "at {at}"
+            "{what}"
         );
         faulty.sim.shutdown().await;
     }

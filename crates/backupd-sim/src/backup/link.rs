@@ -105,6 +105,13 @@ pub(crate) struct Link {
 }
 
 impl Link {
+    /// Drops the connection as an unplug would, for the scripted faults.
+    pub(crate) async fn unplug(&mut self) -> LinkError {
+        use tokio::io::AsyncWriteExt;
+        let _ = self.conn.shutdown().await;
+        LinkError::Scripted(self.data_sent)
+    }
+
     pub(crate) fn new(conn: DeviceConn) -> Self {
         Self {
             conn,

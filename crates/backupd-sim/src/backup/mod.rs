@@ -36,7 +36,7 @@ use crate::phone::Phone;
 use crate::wire::{DeviceConn, read_plist, write_plist};
 
 pub use files::{BackupFile, Content, FileSet};
-pub use profile::{BackupFaults, BackupProfile, FileSpec};
+pub use profile::{BackupFaults, BackupProfile, DisconnectStage, FileSpec};
 
 /// The springboardservices service name.
 pub const SPRINGBOARD_SERVICE: &str = "com.apple.springboardservices";

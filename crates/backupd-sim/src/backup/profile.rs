@@ -113,6 +113,20 @@ pub struct BackupFaults {
     /// The sync lock file is held by another client: AFC lock answers `OP_WOULD_BLOCK`.
     #[serde(default)]
     pub lock_sync_held: bool,
+    /// Drop the connection at a stage of the commit: `manifest_db` (half way through uploading Manifest.db)
+    /// or `moves` (after the first batch of final moves), so that hosts can be tested at those points.
+    #[serde(default)]
+    pub disconnect_during: Option<DisconnectStage>,
+}
+
+/// A stage of a backup at which [`BackupFaults::disconnect_during`] unplugs the phone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DisconnectStage {
+    /// Half way through uploading Manifest.db.
+    ManifestDb,
+    /// After the first batch of final moves is answered.
+    Moves,
 }
 
 impl Default for BackupFaults {
@@ -125,6 +139,7 @@ impl Default for BackupFaults {
             error_description: None,
             hostile_names: false,
             lock_sync_held: false,
+            disconnect_during: None,
         }
     }
 }

@@ -490,6 +490,10 @@ async fn backup(
             source: Source::Bytes(manifest_properties(phone, encrypted).to_bytes()),
         },
     ];
+    if faults.disconnect_during == Some(super::profile::DisconnectStage::ManifestDb) {
+        let db_len = std::fs::metadata(&db_path).map(|m| m.len()).unwrap_or(0);
+        link.disconnect_after = Some(link.data_sent + db_len / 2);
+    }
     let s = link.upload(metadata, 92.0).await?;
     if !s.is_ok() {
         return Ok(upload_refused(bp, full));
@@ -518,6 +522,10 @@ async fn backup(
             .await?;
         if !s.is_ok() {
             return Ok(upload_refused(bp, full));
+        }
+        if faults.disconnect_during == Some(super::profile::DisconnectStage::Moves) {
+            // Unplugged half way through committing: some files moved into place, others not.
+            return Err(link.unplug().await);
         }
     }
     let mut removals: Vec<String> = removed
