@@ -53,7 +53,7 @@ Exit codes:
   1  a check found a problem on a phone or on the host
   2  the command line was wrong
   3  the daemon could not be reached on its socket
-  4  the daemon knows no such phone
+  4  the daemon knows no such phone (backup --cancel: no backup of the iPhone is running)
   5  the daemon answered with an error, or its answer could not be read
   6  no diagnosis yet: no iPhone connected, still reading it, or waiting for you to tap Trust
   7  the backup or encryption change failed, was cancelled or did not verify; the previous backup is intact
