@@ -361,3 +361,33 @@ impl Events {
         }
     }
 }
+
+/// The `backupdctl` binary, built once per test run (so `cargo test -p backupd-e2e` works on its own).
+pub fn backupdctl() -> PathBuf {
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let status = std::process::Command::new(cargo)
+                .current_dir(&root)
+                .args(["build", "--quiet", "-p", "backupdctl"])
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "building backupdctl failed");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| root.join("target"));
+            target.join("debug").join("backupdctl")
+        })
+        .clone()
+}
+
+/// Runs `backupdctl --socket API --lang LANG args…`.
+pub async fn ctl(api: &Path, lang: &str, args: &[&str]) -> Output {
+    let bin = backupdctl();
+    let api = path_str(api);
+    let mut all = vec!["--socket", api.as_str(), "--lang", lang];
+    all.extend_from_slice(args);
+    run(&bin, &all, &[]).await
+}
