@@ -60,6 +60,8 @@ pub mod exit {
     pub const JOB_FAILED: i32 = 7;
     /// The phone already has a job running.
     pub const BUSY: i32 = 8;
+    /// Interrupted (Ctrl-C) while waiting; a job in the daemon goes on.
+    pub const INTERRUPTED: i32 = 130;
 }
 
 /// Whether the daemon can reach usbmuxd.
@@ -106,6 +108,9 @@ pub enum Phase {
     Failed,
     /// Unplugged; the last diagnosis is kept.
     Detached,
+    /// A phase a newer daemon reports that this reader does not know.
+    #[serde(other)]
+    Unknown,
 }
 
 /// One phone.
@@ -203,6 +208,9 @@ pub enum Event {
         /// The job.
         job: Job,
     },
+    /// An event a newer daemon sends that this reader does not know.
+    #[serde(other)]
+    Unknown,
 }
 
 /// The body of `POST /v1/devices/{udid}/backup`.
@@ -257,6 +265,9 @@ pub enum JobKind {
     Backup,
     /// Turning backup encryption on or off, or changing its password.
     Encryption,
+    /// A kind a newer daemon reports that this reader does not know.
+    #[serde(other)]
+    Unknown,
 }
 
 /// Where a job is.
@@ -272,6 +283,9 @@ pub enum JobState {
     Failed,
     /// Stopped on request; the previous backup is intact.
     Cancelled,
+    /// A state a newer daemon reports that this reader does not know.
+    #[serde(other)]
+    Unknown,
 }
 
 /// A backup's progress.
@@ -403,5 +417,24 @@ impl Device {
         self.diagnosis
             .as_ref()
             .is_some_and(|d| !d.findings.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_old_reader_keeps_unknown_values_from_a_newer_daemon() {
+        let phase: Phase = serde_json::from_str("\"hibernating\"").expect("unknown phase");
+        assert_eq!(phase, Phase::Unknown);
+        let state: JobState = serde_json::from_str("\"paused\"").expect("unknown state");
+        assert_eq!(state, JobState::Unknown);
+        let event: Event =
+            serde_json::from_str(r#"{"event":"battery_low","udid":"x"}"#).expect("unknown event");
+        assert_eq!(event, Event::Unknown);
+        let known: Event =
+            serde_json::from_str(r#"{"event":"attached","udid":"x"}"#).expect("known");
+        assert_eq!(known, Event::Attached { udid: "x".into() });
     }
 }

@@ -107,9 +107,11 @@ pub enum BackupError {
     /// The phone sent something this host cannot understand.
     #[error("the iPhone sent a malformed backup message: {0}")]
     Protocol(String),
-    /// The phone ended the backup with an error code.
-    #[error("the iPhone stopped the backup: {description} (MBErrorDomain {code})")]
+    /// The phone ended the operation with an error code.
+    #[error("the iPhone stopped the {operation}: {description}")]
     Device {
+        /// What it stopped: `backup` or `encryption change`.
+        operation: &'static str,
         /// The MBErrorDomain code (208: passcode not entered; 105: host disk full; …).
         code: u64,
         /// The phone's words, or ours for a known code.
@@ -821,7 +823,7 @@ async fn open_mobilebackup2(
         DeviceMessage::ProcessMessage(d) => {
             let r = Response::from_dict(&d).map_err(|e| BackupError::Protocol(e.to_string()))?;
             if !r.is_ok() {
-                return Err(device_error(&r));
+                return Err(device_error("backup", &r));
             }
         }
         other => {
@@ -834,8 +836,9 @@ async fn open_mobilebackup2(
     Ok(conn)
 }
 
-fn device_error(r: &Response) -> BackupError {
+fn device_error(operation: &'static str, r: &Response) -> BackupError {
     BackupError::Device {
+        operation,
         code: r.error_code,
         description: r
             .error_description
@@ -1082,7 +1085,7 @@ async fn run_locked(
         .send(&HostMessage::Disconnect { reason: None }.encode())
         .await;
     if !response.is_ok() {
-        return Err(device_error(&response));
+        return Err(device_error("backup", &response));
     }
     if run.unsafe_paths > 0 {
         return Err(BackupError::UnsafePaths {
@@ -1174,7 +1177,7 @@ pub async fn change_password(
                     .send(&HostMessage::Disconnect { reason: None }.encode())
                     .await;
                 if !r.is_ok() {
-                    return Err(device_error(&r));
+                    return Err(device_error("encryption change", &r));
                 }
                 state.stage = Stage::Done;
                 let _ = progress.send(state);

@@ -85,20 +85,33 @@ fn a_daemon_error_exits_5() {
 }
 
 #[test]
+fn a_phase_from_a_newer_daemon_is_kept_not_refused() {
+    let mut newer = serde_json::to_value(status(vec![healthy_device()])).expect("fixture");
+    newer["devices"][0]["phase"] = serde_json::json!("backing_up");
+    let daemon = FakeDaemon::start(Plan {
+        routes: vec![Route::get(
+            backupd_api::PATH_DEVICES,
+            200,
+            newer.to_string(),
+        )],
+        ..Plan::default()
+    });
+    let output = run_on(&daemon, &["status"]);
+    assert_eq!(output.code, exit::OK, "{}", output.stderr);
+}
+
+#[test]
 fn garbage_from_the_daemon_exits_5_without_panicking() {
     let mut truncated = json(&status(vec![healthy_device()]));
     truncated.truncate(truncated.len() / 2);
     let mut wrong_type = serde_json::to_value(status(vec![healthy_device()])).expect("fixture");
     wrong_type["devices"][0]["connected"] = serde_json::json!("yes");
-    let mut unknown_phase = serde_json::to_value(status(vec![healthy_device()])).expect("fixture");
-    unknown_phase["devices"][0]["phase"] = serde_json::json!("backing_up");
     for body in [
         String::new(),
         "null".to_owned(),
         "[]".to_owned(),
         truncated,
         wrong_type.to_string(),
-        unknown_phase.to_string(),
         "\u{0}\u{1}\u{2}".to_owned(),
     ] {
         let daemon = FakeDaemon::start(Plan {
