@@ -187,13 +187,17 @@ async fn unplugging_at_many_points_never_harms_the_previous_backup() {
     // From the very start to the end of the data, then during Manifest.db and during the final moves.
     let mut faults: Vec<(String, backupd_sim::backup::BackupFaults)> = Vec::new();
     for at in [0, 1, 40_000, total / 2, total - 1] {
-        let mut f = backupd_sim::backup::BackupFaults::default();
-        f.disconnect_after_bytes = Some(at);
+        let f = backupd_sim::backup::BackupFaults {
+            disconnect_after_bytes: Some(at),
+            ..backupd_sim::backup::BackupFaults::default()
+        };
         faults.push((format!("after {at} bytes"), f));
     }
     for stage in [DisconnectStage::ManifestDb, DisconnectStage::Moves] {
-        let mut f = backupd_sim::backup::BackupFaults::default();
-        f.disconnect_during = Some(stage);
+        let f = backupd_sim::backup::BackupFaults {
+            disconnect_during: Some(stage),
+            ..backupd_sim::backup::BackupFaults::default()
+        };
         faults.push((format!("during {stage:?}"), f));
     }
     for (i, (what, fault)) in faults.into_iter().enumerate() {
