@@ -52,8 +52,13 @@ fn wait_for_socket(path: &Path, what: &str, child: &mut Child) -> anyhow::Result
     bail!("{what} did not open {} in 30 s", path.display())
 }
 
-/// Runs the demo; `lang` is passed to `backupdctl`.
-pub(crate) fn run(root: &Path, profiles: &[String], lang: Option<&str>) -> anyhow::Result<()> {
+/// Runs the demo; `lang` is passed to `backupdctl`; with `backup`, the first phone is also backed up.
+pub(crate) fn run(
+    root: &Path,
+    profiles: &[String],
+    lang: Option<&str>,
+    backup: bool,
+) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("demo: building backupd-sim, backupd and backupdctl");
     let built = Command::new(&cargo)
@@ -167,9 +172,33 @@ pub(crate) fn run(root: &Path, profiles: &[String], lang: Option<&str>) -> anyho
         std::thread::sleep(Duration::from_millis(200));
     }
     println!("$ backupdctl status");
-    let status = ctl(&["status"])
+    let mut status = ctl(&["status"])
         .status()
         .context("failed to run backupdctl")?;
+    if backup {
+        let out = ctl(&["status", "--json"])
+            .output()
+            .context("failed to run backupdctl")?;
+        let udid = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["devices"][0]["udid"].as_str().map(str::to_owned))
+            .context("no phone to back up")?;
+        println!("\n$ backupdctl backup --wait {udid}");
+        let done = ctl(&["backup", "--wait", &udid])
+            .status()
+            .context("failed to run backupdctl")?;
+        if !done.success() {
+            bail!("the backup failed ({done})");
+        }
+        println!("\n$ backupdctl backups {udid}");
+        ctl(&["backups", &udid])
+            .status()
+            .context("failed to run backupdctl")?;
+        println!("\n$ backupdctl diagnose {udid}");
+        status = ctl(&["diagnose", &udid])
+            .status()
+            .context("failed to run backupdctl")?;
+    }
     drop(daemon);
     drop(sim);
     eprintln!(

@@ -19,8 +19,9 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
-  demo [--profile NAME]... [--lang it|en]
-                     run backupd on built-in simulated iPhones and print `backupdctl status`
+  demo [--profile NAME]... [--lang it|en] [--backup]
+                     run backupd on built-in simulated iPhones and print `backupdctl status`;
+                     with --backup, also back up the first phone and diagnose it again
   ci                 everything CI runs: peers, fmt, invariants, clippy, codegen --check, tests, docs, fuzz build
   peers              install the real clients the interop tests use (libimobiledevice-utils, pymobiledevice3)
   invariants         check the architecture invariants with `cargo tree`
@@ -81,6 +82,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
         "demo" => {
             let mut profiles = Vec::new();
             let mut lang = None;
+            let mut backup = false;
             let mut it = rest.iter();
             while let Some(a) = it.next() {
                 match a.as_str() {
@@ -88,6 +90,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
                         profiles.push(it.next().context("--profile needs a NAME")?.clone())
                     }
                     "--lang" => lang = Some(it.next().context("--lang needs it or en")?.clone()),
+                    "--backup" => backup = true,
                     other => bail!("unexpected argument `{other}`\n\n{USAGE}"),
                 }
             }
@@ -97,7 +100,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
                     .map(|s| (*s).to_owned())
                     .collect();
             }
-            demo::run(&root, &profiles, lang.as_deref())
+            demo::run(&root, &profiles, lang.as_deref(), backup)
         }
         "completions" => docs::completions(&one_path(rest)?),
         "man" => docs::man(&one_path(rest)?),
