@@ -197,7 +197,11 @@ pub(crate) fn measure(args: &[String]) -> anyhow::Result<()> {
         .output()?;
     // `backupdctl status` exits 1 when it finds a problem: only a signal or an exit above 1 is a failure.
     if out.status.code().is_none_or(|c| c > 1) {
-        bail!("{prog} failed with {}: {}", out.status, String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "{prog} failed with {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let usage = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN)?;
     let secs = |t: nix::sys::time::TimeVal| t.tv_sec() as f64 + t.tv_usec() as f64 / 1e6;

@@ -176,10 +176,13 @@ struct DlConn {
 const READ_CHUNK: usize = 256 << 10;
 
 impl DlConn {
-    fn new(stream: DeviceStream) -> Self {
+    /// Wraps a service's stream; `pending` are bytes already read from it.
+    fn new(stream: DeviceStream, pending: Vec<u8>) -> Self {
+        let mut buf = Vec::with_capacity(READ_CHUNK.max(pending.len()));
+        buf.extend_from_slice(&pending);
         Self {
             stream,
-            buf: Vec::with_capacity(READ_CHUNK),
+            buf,
             start: 0,
         }
     }
@@ -792,7 +795,8 @@ async fn open_mobilebackup2(
     let service = lockdown
         .start_service(mb2::SERVICE_NAME, record.escrow_bag.clone())
         .await?;
-    let mut conn = DlConn::new(service.into_stream());
+    let (stream, pending) = service.into_parts();
+    let mut conn = DlConn::new(stream, pending);
     match conn.recv().await? {
         DeviceMessage::VersionExchange { major, .. } if major <= devicelink::VERSION_MAJOR => {}
         other => {
@@ -847,6 +851,21 @@ fn device_error(operation: &'static str, r: &Response) -> BackupError {
     }
 }
 
+/// The next notification the phone relays. Pends forever without a proxy, and drops the proxy when it ends,
+/// so it can sit in a `select!` beside the DeviceLink connection; [`NotificationProxy::next_event`] is
+/// cancel-safe, so losing the race loses nothing.
+async fn relayed(np: &mut Option<NotificationProxy>) -> String {
+    loop {
+        let Some(proxy) = np.as_mut() else {
+            return std::future::pending().await;
+        };
+        match proxy.next_event().await {
+            Ok(backupd_proto::services::notification::Event::Relay(name)) => return name,
+            Ok(_) | Err(_) => *np = None,
+        }
+    }
+}
+
 /// Answers the phone's DeviceLink requests until its final Response.
 async fn serve(
     run: &mut Run<'_>,
@@ -856,25 +875,15 @@ async fn serve(
     loop {
         let msg = tokio::select! {
             msg = conn.recv() => msg?,
-            ev = async {
-                match np.as_mut() {
-                    Some(np) => np.next_event().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                match ev {
-                    Ok(backupd_proto::services::notification::Event::Relay(name)) => {
-                        if name == notification::LOCAL_AUTH_PRESENTED {
-                            run.progress.stage = Stage::WaitingForPasscode;
-                            run.publish();
-                        } else if name == notification::LOCAL_AUTH_DISMISSED {
-                            run.progress.stage = Stage::Transferring;
-                            run.publish();
-                        } else if name == notification::SYNC_CANCEL_REQUEST {
-                            tracing::info!(udid = run.udid, "the phone asked to cancel the sync");
-                        }
-                    }
-                    Ok(_) | Err(_) => *np = None,
+            name = relayed(np) => {
+                if name == notification::LOCAL_AUTH_PRESENTED {
+                    run.progress.stage = Stage::WaitingForPasscode;
+                    run.publish();
+                } else if name == notification::LOCAL_AUTH_DISMISSED {
+                    run.progress.stage = Stage::Transferring;
+                    run.publish();
+                } else if name == notification::SYNC_CANCEL_REQUEST {
+                    tracing::info!(udid = run.udid, "the phone asked to cancel the sync");
                 }
                 continue;
             }
@@ -1149,23 +1158,13 @@ pub async fn change_password(
     loop {
         let msg = tokio::select! {
             msg = conn.recv() => msg?,
-            ev = async {
-                match np.as_mut() {
-                    Some(np) => np.next_event().await,
-                    None => std::future::pending().await,
-                }
-            } => {
-                match ev {
-                    Ok(backupd_proto::services::notification::Event::Relay(name)) => {
-                        state.stage = if name == notification::LOCAL_AUTH_PRESENTED {
-                            Stage::WaitingForPasscode
-                        } else {
-                            Stage::Preparing
-                        };
-                        let _ = progress.send(state.clone());
-                    }
-                    _ => np = None,
-                }
+            name = relayed(&mut np) => {
+                state.stage = if name == notification::LOCAL_AUTH_PRESENTED {
+                    Stage::WaitingForPasscode
+                } else {
+                    Stage::Preparing
+                };
+                let _ = progress.send(state.clone());
                 continue;
             }
         };

@@ -6,56 +6,11 @@ use std::task::{Context, Poll};
 
 use plist::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
-use tokio::net::{TcpStream, UnixStream};
 
 use backupd_proto::lockdown::{self, MAX_FRAME_LEN, PlistFormat};
 
-/// A client connection to the simulated muxer.
-#[derive(Debug)]
-pub enum SimStream {
-    /// Over the Unix socket.
-    Unix(UnixStream),
-    /// Over TCP.
-    Tcp(TcpStream),
-}
-
-impl AsyncRead for SimStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Unix(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tcp(s) => Pin::new(s).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for SimStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Unix(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tcp(s) => Pin::new(s).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Unix(s) => Pin::new(s).poll_flush(cx),
-            Self::Tcp(s) => Pin::new(s).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Unix(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tcp(s) => Pin::new(s).poll_shutdown(cx),
-        }
-    }
-}
+/// A client connection to the simulated muxer: the same Unix-or-TCP stream the host side uses.
+pub use backupd_usb::stream::MuxStream as SimStream;
 
 /// A device-side connection in plaintext or TLS (the phone is the TLS server).
 #[derive(Debug)]

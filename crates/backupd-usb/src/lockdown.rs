@@ -204,11 +204,17 @@ impl Lockdown {
         let started = proto::parse_start_session(&reply)?;
         let config = tls::host_client_config(record, pinning)?;
         if started.enable_ssl {
-            let DeviceStream::Plain(stream) = self.conn.into_stream() else {
+            // The TLS handshake starts right after the reply: nothing else may have been read.
+            let (DeviceStream::Plain(stream), rest) = self.conn.into_parts() else {
                 return Err(TransportError::UnexpectedMuxReply {
                     request: "StartSession",
                 });
             };
+            if !rest.is_empty() {
+                return Err(TransportError::UnexpectedMuxReply {
+                    request: "StartSession",
+                });
+            }
             self.conn = PlistConn::new(start_tls(stream, config.clone()).await?);
         }
         self.session = Some(Session {
