@@ -91,11 +91,74 @@ pub(crate) fn invariants(root: &Path) -> anyhow::Result<()> {
             }
         }
     }
+    broken.extend(source_invariants(root));
     if broken.is_empty() {
         eprintln!("xtask ci: architecture invariants hold");
         Ok(())
     } else {
         bail!("architecture invariants broken:\n  {}", broken.join("\n  "))
+    }
+}
+
+/// What `cargo tree` cannot see: the protocol core reads no clock and does no I/O through std, and the rules
+/// read no file, environment or clock.
+pub(crate) fn source_invariants(root: &Path) -> Vec<String> {
+    let rules: &[(&str, &[&str], &str)] = &[
+        (
+            "crates/backupd-proto/src",
+            &[
+                "std::fs",
+                "std::net",
+                "Instant::now",
+                "SystemTime::now",
+                "std::env",
+                "std::process",
+            ],
+            "the protocol core is sans-IO and clock-free",
+        ),
+        (
+            "crates/backupd-rules/src",
+            &[
+                "std::fs",
+                "std::net",
+                "Instant::now",
+                "SystemTime::now",
+                "std::env",
+                "std::process",
+            ],
+            "the rules are pure",
+        ),
+    ];
+    let mut broken = Vec::new();
+    for (dir, forbidden, why) in rules {
+        let mut files = Vec::new();
+        collect_rs(&root.join(dir), &mut files);
+        for file in files {
+            let Ok(text) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            for (n, line) in text.lines().enumerate() {
+                let code = line.split("//").next().unwrap_or("");
+                for f in forbidden.iter().filter(|f| code.contains(**f)) {
+                    broken.push(format!("{}:{}: uses {f}: {why}", file.display(), n + 1));
+                }
+            }
+        }
+    }
+    broken
+}
+
+fn collect_rs(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            collect_rs(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
     }
 }
 
@@ -163,4 +226,31 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     cargo(root, &["check", "--manifest-path", "fuzz/Cargo.toml"], &[])?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_sources_keep_the_invariants() {
+        let broken = source_invariants(&crate::root());
+        assert!(broken.is_empty(), "{broken:#?}");
+    }
+
+    #[test]
+    fn the_source_check_would_catch_a_clock_read() {
+        let dir = std::env::temp_dir().join(format!("xtask-inv-{}", std::process::id()));
+        let src = dir.join("crates/backupd-proto/src");
+        std::fs::create_dir_all(&src).expect("mkdir");
+        std::fs::write(
+            src.join("bad.rs"),
+            "fn f() { let _ = std::time::Instant::now(); }\n// std::fs in a comment is fine\n",
+        )
+        .expect("write");
+        let broken = source_invariants(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(broken.len(), 1, "{broken:?}");
+        assert!(broken[0].contains("Instant::now"));
+    }
 }
