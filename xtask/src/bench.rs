@@ -15,35 +15,14 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::procs::{self, Running};
+
 const UDID: &str = "00008110-001A2B3C4D5E6F01";
-
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_socket(path: &Path) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while UnixStream::connect(path).is_err() {
-        if Instant::now() > deadline {
-            bail!("{} never opened", path.display());
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
 
 fn control(path: &Path, line: &str) -> anyhow::Result<()> {
     let mut s = UnixStream::connect(path)?;
@@ -262,17 +241,17 @@ fn status(root: &Path) -> anyhow::Result<()> {
         ("HOME", dir.to_str().unwrap_or("/tmp")),
     ];
 
-    let _sim = Proc(
+    let mut sim = Running::spawn(
+        "backupd-sim",
         Command::new(bin("backupd-sim"))
             .arg("--socket")
             .arg(&mux)
             .arg("--profile")
             .arg("healthy")
             .env("BACKUPD_SIM_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_socket(&mux)?;
+            .stderr(Stdio::null()),
+    )?;
+    sim.wait_for_socket(&mux)?;
     let paired = Command::new("idevicepair").arg("pair").envs(env).output()?;
     if !paired.status.success() {
         bail!(
@@ -310,23 +289,13 @@ fn status(root: &Path) -> anyhow::Result<()> {
         peer_one.push(measured(&["ideviceinfo", "-k", "DeviceName"], &env)?.0);
     }
 
-    let daemon = Proc(
-        Command::new(bin("backupd"))
-            .arg("--socket")
-            .arg(&api)
-            .arg("--usbmuxd")
-            .arg(&mux)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--backup-dir")
-            .arg(dir.join("backups"))
-            .arg("--group")
-            .arg("")
+    let mut daemon = Running::spawn(
+        "backupd",
+        procs::daemon(&bin("backupd"), &dir, &mux, &api, &dir.join("backups"))
             .env("BACKUPD_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_socket(&api)?;
+            .stderr(Stdio::null()),
+    )?;
+    daemon.wait_for_socket(&api)?;
     let ready = || {
         http_get(&api, "/v1/devices")
             .map(|b| b.contains("\"phase\": \"ready\""))
@@ -392,7 +361,7 @@ fn status(root: &Path) -> anyhow::Result<()> {
     }
 
     std::thread::sleep(Duration::from_secs(2));
-    let pid = daemon.0.id();
+    let pid = daemon.id();
     let (rss0, sw0) = proc_figures(pid)?;
     std::thread::sleep(Duration::from_secs(10));
     let (rss1, sw1) = proc_figures(pid)?;
@@ -551,17 +520,17 @@ fn backup(root: &Path, total: u64) -> anyhow::Result<()> {
     let home = dir.join("home");
     std::fs::create_dir_all(&home)?;
     let home_s = home.to_str().context("path")?.to_owned();
-    let sim = Proc(
+    let mut sim = Running::spawn(
+        "backupd-sim",
         Command::new(bin("backupd-sim"))
             .arg("--socket")
             .arg(&mux)
             .arg("--profile")
             .arg(&profile)
             .env("BACKUPD_SIM_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_socket(&mux)?;
+            .stderr(Stdio::null()),
+    )?;
+    sim.wait_for_socket(&mux)?;
     let env = [
         ("USBMUXD_SOCKET_ADDRESS", muxaddr.as_str()),
         ("HOME", home_s.as_str()),
@@ -570,27 +539,17 @@ fn backup(root: &Path, total: u64) -> anyhow::Result<()> {
     if !paired.status.success() {
         bail!("idevicepair pair failed");
     }
-    let sim_pid = sim.0.id();
+    let sim_pid = sim.id();
 
     // backupd, through its daemon and API, as a user runs it.
     let api = dir.join("api.sock");
-    let daemon = Proc(
-        Command::new(bin("backupd"))
-            .arg("--socket")
-            .arg(&api)
-            .arg("--usbmuxd")
-            .arg(&mux)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--backup-dir")
-            .arg(dir.join("backupd"))
-            .arg("--group")
-            .arg("")
+    let mut daemon = Running::spawn(
+        "backupd",
+        procs::daemon(&bin("backupd"), &dir, &mux, &api, &dir.join("backupd"))
             .env("BACKUPD_LOG", "warn")
-            .stderr(Stdio::null())
-            .spawn()?,
-    );
-    wait_socket(&api)?;
+            .stderr(Stdio::null()),
+    )?;
+    daemon.wait_for_socket(&api)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     while !http_get(&api, "/v1/devices")
         .map(|b| b.contains("\"phase\": \"ready\""))
@@ -604,7 +563,7 @@ fn backup(root: &Path, total: u64) -> anyhow::Result<()> {
     let mut events = UnixStream::connect(&api)?;
     events.write_all(b"GET /v1/events HTTP/1.1\r\nHost: b\r\n\r\n")?;
     let mut reader = BufReader::new(events);
-    let cpu0 = cpu_secs(daemon.0.id())?;
+    let cpu0 = cpu_secs(daemon.id())?;
     let sim_cpu0 = cpu_secs(sim_pid)?;
     // Every tool starts with no dirty data pending and pays for writing its own to disk.
     nix::unistd::sync();
@@ -635,8 +594,8 @@ fn backup(root: &Path, total: u64) -> anyhow::Result<()> {
     nix::unistd::sync();
     let ours = Figures {
         wall: start.elapsed(),
-        cpu: cpu_secs(daemon.0.id())? - cpu0,
-        rss_kib: peak_rss(daemon.0.id()),
+        cpu: cpu_secs(daemon.id())? - cpu0,
+        rss_kib: peak_rss(daemon.id()),
         bytes: dir_bytes(&dir.join("backupd").join(UDID)),
     };
     let sim_cpu = cpu_secs(sim_pid)? - sim_cpu0;

@@ -4,10 +4,12 @@
 //! `backupdctl status`; then it stops both. Nothing is installed and nothing outside `target/demo` is written.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+use crate::procs::{self, Running};
 
 /// The simulated phones the demo plugs in, by built-in profile name.
 pub(crate) const DEFAULT_PROFILES: &[&str] =
@@ -15,42 +17,6 @@ pub(crate) const DEFAULT_PROFILES: &[&str] =
 
 /// Exit code of `backupdctl status` while no diagnosis is ready (`backupd_api::exit::NOT_READY`).
 const NOT_READY: i32 = 6;
-
-struct Running(Child, &'static str);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        // SIGTERM first: the daemon shuts down gracefully and says so in its log.
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.0.id().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        eprintln!("demo: {} did not stop on SIGTERM; killing it", self.1);
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_socket(path: &Path, what: &str, child: &mut Child) -> anyhow::Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < deadline {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Ok(());
-        }
-        if let Some(status) = child.try_wait()? {
-            bail!("{what} exited with {status} before it was ready");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    bail!("{what} did not open {} in 30 s", path.display())
-}
 
 /// Runs the demo; `lang` is passed to `backupdctl`; with `backup`, the first phone is also backed up.
 pub(crate) fn run(
@@ -96,14 +62,8 @@ pub(crate) fn run(
         sim.arg("--profile").arg(p);
     }
     let sim_log = std::fs::File::create(dir.join("backupd-sim.log"))?;
-    let mut sim = Running(
-        sim.stderr(sim_log)
-            .stdout(Stdio::null())
-            .spawn()
-            .context("failed to start backupd-sim")?,
-        "backupd-sim",
-    );
-    wait_for_socket(&mux, "backupd-sim", &mut sim.0)?;
+    let mut sim = Running::spawn("backupd-sim", sim.stderr(sim_log).stdout(Stdio::null()))?;
+    sim.wait_for_socket(&mux)?;
     eprintln!(
         "demo: simulated usbmuxd with {} iPhone(s) at {}",
         profiles.len(),
@@ -111,25 +71,13 @@ pub(crate) fn run(
     );
 
     let daemon_log = std::fs::File::create(dir.join("backupd.log"))?;
-    let mut daemon = Running(
-        Command::new(bin("backupd"))
-            .arg("--socket")
-            .arg(&api)
-            .arg("--usbmuxd")
-            .arg(&mux)
-            .arg("--state-dir")
-            .arg(dir.join("state"))
-            .arg("--backup-dir")
-            .arg(dir.join("backups"))
-            .arg("--group")
-            .arg("")
-            .stderr(daemon_log)
-            .stdout(Stdio::null())
-            .spawn()
-            .context("failed to start backupd")?,
+    let mut daemon = Running::spawn(
         "backupd",
-    );
-    wait_for_socket(&api, "backupd", &mut daemon.0)?;
+        procs::daemon(&bin("backupd"), &dir, &mux, &api, &dir.join("backups"))
+            .stderr(daemon_log)
+            .stdout(Stdio::null()),
+    )?;
+    daemon.wait_for_socket(&api)?;
     eprintln!(
         "demo: backupd is pairing with the phones and reading them (log: {})",
         dir.join("backupd.log").display()

@@ -9,6 +9,7 @@ mod demo;
 mod docs;
 mod install;
 mod peers;
+mod procs;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -1,11 +1,9 @@
 //! Server-side byte streams and plist framing for the simulator.
 
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use plist::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use backupd_proto::lockdown::{self, MAX_FRAME_LEN, PlistFormat};
 
@@ -13,51 +11,7 @@ use backupd_proto::lockdown::{self, MAX_FRAME_LEN, PlistFormat};
 pub use backupd_usb::stream::MuxStream as SimStream;
 
 /// A device-side connection in plaintext or TLS (the phone is the TLS server).
-#[derive(Debug)]
-pub enum DeviceConn {
-    /// Plaintext.
-    Plain(SimStream),
-    /// TLS.
-    Tls(Box<tokio_rustls::server::TlsStream<SimStream>>),
-}
-
-impl AsyncRead for DeviceConn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for DeviceConn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
-        }
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_flush(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
-        }
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Self::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Self::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+pub type DeviceConn = backupd_usb::stream::MaybeTls<tokio_rustls::server::TlsStream<SimStream>>;
 
 /// Reads one length-prefixed plist; `Ok(None)` at a clean end of stream.
 pub async fn read_plist<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Option<Value>> {

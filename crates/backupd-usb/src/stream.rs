@@ -72,16 +72,20 @@ impl AsyncWrite for MuxStream {
     }
 }
 
-/// A device connection in plaintext or inside TLS.
+/// A connection in plaintext or inside TLS, generic over the TLS side so that the host (client) and the
+/// simulated phone (server) share it.
 #[derive(Debug)]
-pub enum DeviceStream {
+pub enum MaybeTls<T> {
     /// Plaintext.
     Plain(MuxStream),
-    /// TLS, the host being the client.
-    Tls(Box<tokio_rustls::client::TlsStream<MuxStream>>),
+    /// Inside TLS.
+    Tls(Box<T>),
 }
 
-impl AsyncRead for DeviceStream {
+/// A device connection as the host sees it: plaintext, or TLS with the host as the client.
+pub type DeviceStream = MaybeTls<tokio_rustls::client::TlsStream<MuxStream>>;
+
+impl<T: AsyncRead + Unpin> AsyncRead for MaybeTls<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -94,7 +98,7 @@ impl AsyncRead for DeviceStream {
     }
 }
 
-impl AsyncWrite for DeviceStream {
+impl<T: AsyncWrite + Unpin> AsyncWrite for MaybeTls<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
