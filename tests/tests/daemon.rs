@@ -499,3 +499,39 @@ fn nix_is_root() -> bool {
         .map(|m| m.uid() == 0)
         .unwrap_or(false)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_failing_phone_never_stalls_another() {
+    let mut impostor = builtin("wifi-off-no-charger").expect("profile");
+    // This phone presents a key that is not the one it paired with: pinning refuses every session.
+    impostor.faults.impostor_tls = true;
+    let sim = SimRig::start(vec![impostor, builtin("healthy").expect("profile")]).await;
+    let daemon = DaemonRig::start(sim.dir.path(), &sim.socket).await;
+    let status = daemon
+        .wait_for(
+            30,
+            "the healthy phone diagnosed and the impostor failed",
+            |s| {
+                ready(s, HEALTHY)
+                    && s.devices
+                        .iter()
+                        .any(|d| d.udid == NO_WIFI && d.phase == Phase::Failed)
+            },
+        )
+        .await;
+    let failed = status
+        .devices
+        .iter()
+        .find(|d| d.udid == NO_WIFI)
+        .expect("listed");
+    assert!(
+        failed.error.as_deref().is_some_and(|e| e.contains("TLS")),
+        "{failed:?}"
+    );
+    assert!(
+        failed.diagnosis.is_none(),
+        "nothing was read from a phone that failed the key check"
+    );
+    assert_eq!(findings(&status, HEALTHY), ["backup.local_missing"]);
+    daemon.stop().await;
+}
