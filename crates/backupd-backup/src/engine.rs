@@ -787,6 +787,16 @@ fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
     }
 }
 
+/// Runs file-system work that can take seconds (linking a staging copy, verifying Manifest.db, `sync`, the
+/// commit) without holding up the other tasks of a multi-threaded runtime; on a single-threaded runtime it
+/// just runs.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// Starts mobilebackup2 with the escrow bag and gets through the version exchange and Hello.
 async fn open_mobilebackup2(
     lockdown: &mut Lockdown,
@@ -1064,7 +1074,7 @@ async fn run_locked(
         Err(_) => Vec::new(),
     };
     let mut conn = open_mobilebackup2(lockdown, record).await?;
-    let staging = store.begin(udid)?;
+    let staging = blocking(|| store.begin(udid))?;
     let info = backupd_proto::plist_util::to_xml(&info_plist(udid, root, &apps));
     replace_file(&staging.dir().join(mb2::INFO_PLIST), &info)
         .map_err(|e| BackupError::Protocol(format!("cannot write Info.plist: {e}")))?;
@@ -1104,19 +1114,19 @@ async fn run_locked(
     }
     run.progress.stage = Stage::Verifying;
     run.publish();
-    let report = verify::verify(&staging.dir(), &run.received);
+    let report = blocking(|| verify::verify(&staging.dir(), &run.received));
     if !report.ok {
         return Err(BackupError::Verification(report));
     }
     run.progress.stage = Stage::Committing;
     run.publish();
     // Everything written must be on disk before the commit makes it the newest backup.
-    nix::unistd::sync();
+    blocking(nix::unistd::sync);
     let (files, bytes) = (run.progress.files, run.progress.bytes);
     let mut last = run.progress.clone();
     drop(run);
-    store.commit(staging, request.keep_versions)?;
-    store.record_verification(udid, &report)?;
+    blocking(|| store.commit(staging, request.keep_versions))?;
+    blocking(|| store.record_verification(udid, &report))?;
     last.stage = Stage::Done;
     let _ = progress.send(last);
     Ok(Outcome {
