@@ -262,9 +262,16 @@ async fn route(
                     start_job(&handles, udid, jobs::Work::Encryption(change)).await
                 }
                 (Method::GET, Some((udid, api::DEVICE_BACKUPS))) => {
-                    match ask(&handles, |tx| Request::Backups(udid.to_owned(), tx)).await {
-                        Some(list) => json(StatusCode::OK, &list),
-                        None => unavailable(),
+                    // The folder is named by the UDID as usbmuxd spells it; the daemon's records know it.
+                    let known = ask(&handles, |tx| Request::Device(udid.to_owned(), tx))
+                        .await
+                        .flatten();
+                    let udid = known.map(|d| d.udid).unwrap_or_else(|| udid.to_owned());
+                    // Sizing every kept version walks every file: a blocking thread, not the supervisor.
+                    let dir = handles.backup_dir.clone();
+                    match tokio::task::spawn_blocking(move || backup_list(&dir, udid)).await {
+                        Ok(list) => json(StatusCode::OK, &list),
+                        Err(_) => unavailable(),
                     }
                 }
                 (_, None)
@@ -348,6 +355,25 @@ async fn route(
             format!("no such path {p}"),
         ),
     }
+}
+
+/// The local backups of a phone, newest first.
+fn backup_list(backup_dir: &Path, udid: String) -> api::BackupList {
+    let store = backupd_backup::store::Store::new(backup_dir);
+    let backups = store
+        .list(&udid)
+        .into_iter()
+        .map(|b| api::BackupEntry {
+            name: b.name,
+            path: b.path.display().to_string(),
+            date: b.date,
+            size: b.size,
+            ios_version: b.ios_version,
+            encrypted: b.encrypted,
+            verified: b.verified,
+        })
+        .collect();
+    api::BackupList { udid, backups }
 }
 
 /// The largest request body accepted: requests are small JSON objects.

@@ -44,8 +44,6 @@ pub enum Request {
     Job(u64, oneshot::Sender<Option<api::Job>>),
     /// Cancel a job.
     CancelJob(u64, oneshot::Sender<Option<api::Job>>),
-    /// The local backups of a phone.
-    Backups(String, oneshot::Sender<api::BackupList>),
 }
 
 /// Why a job could not start.
@@ -81,6 +79,8 @@ pub struct Handles {
     pub events: broadcast::Sender<Event>,
     /// The default language of texts.
     pub lang: backupd_rules::Lang,
+    /// Where local backups are.
+    pub backup_dir: std::path::PathBuf,
 }
 
 struct JobEntry {
@@ -143,6 +143,7 @@ pub async fn run(
         requests: requests_tx,
         events,
         lang,
+        backup_dir: sup.ctx.settings.backup_dir.clone(),
     });
     sup.tracker
         .spawn(watch_muxer(muxd, muxer_tx, sup.cancel.clone()));
@@ -464,24 +465,6 @@ impl Supervisor {
                     j.view.clone()
                 });
                 let _ = reply.send(job);
-            }
-            Request::Backups(udid, reply) => {
-                let store = backupd_backup::store::Store::new(&self.ctx.settings.backup_dir);
-                let udid = self.store.device(&udid).map(|d| d.udid).unwrap_or(udid);
-                let backups = store
-                    .list(&udid)
-                    .into_iter()
-                    .map(|b| api::BackupEntry {
-                        name: b.name,
-                        path: b.path.display().to_string(),
-                        date: b.date,
-                        size: b.size,
-                        ios_version: b.ios_version,
-                        encrypted: b.encrypted,
-                        verified: b.verified,
-                    })
-                    .collect();
-                let _ = reply.send(api::BackupList { udid, backups });
             }
         }
     }
