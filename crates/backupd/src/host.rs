@@ -35,16 +35,8 @@ pub struct LocalBackups {
 pub fn local_backups(backup_dir: &Path, udid: &str) -> LocalBackups {
     let store = backupd_backup::store::Store::new(backup_dir);
     let latest = store
-        .list(udid)
-        .into_iter()
-        .find(|b| b.name == "current")
-        .and_then(|b| {
-            Some(LocalBackup::new(
-                Timestamp::from_unix_secs(b.date?),
-                b.verified,
-                b.encrypted,
-            ))
-        });
+        .newest(udid)
+        .map(|b| LocalBackup::new(Timestamp::from_unix_secs(b.date), b.verified, b.encrypted));
     LocalBackups {
         latest,
         unfinished: store.has_leftover(udid),
