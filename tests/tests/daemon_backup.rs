@@ -104,6 +104,15 @@ async fn a_backup_job_completes_verifies_and_changes_the_diagnosis() {
     assert_eq!(code, 200);
     assert!(body.contains("\"succeeded\""));
     daemon.stop().await;
+
+    // The history survives a restart of the daemon.
+    let daemon = DaemonRig::start(sim.dir.path(), &sim.socket).await;
+    let (code, body) = daemon.get(&format!("/v1/jobs/{}", job.id)).await;
+    assert_eq!(code, 200, "{body}");
+    let kept: Job = serde_json::from_str(&body).expect("job");
+    assert_eq!(kept.state, JobState::Succeeded);
+    assert_eq!(kept.verified_files, done.verified_files);
+    daemon.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use backupd_api::{Device, Phase};
+use backupd_api::{Device, Job, Phase};
 use backupd_rules::Diagnosis;
 
 use crate::snapshot::Identity;
@@ -19,13 +19,20 @@ struct OnDisk {
     /// Format version of this file.
     version: u32,
     devices: Vec<Device>,
+    /// Ended jobs, newest last; older files have none.
+    #[serde(default)]
+    jobs: Vec<Job>,
 }
+
+/// How many ended jobs the state keeps.
+const MAX_JOBS: usize = 200;
 
 /// Every phone the daemon has seen, keyed by normalised UDID.
 #[derive(Debug)]
 pub struct Store {
     path: PathBuf,
     devices: BTreeMap<String, Device>,
+    jobs: Vec<Job>,
 }
 
 fn key(udid: &str) -> String {
@@ -37,25 +44,27 @@ impl Store {
     /// phones say, so losing it costs only a re-read).
     pub fn load(state_dir: &Path) -> Self {
         let path = state_dir.join(STATE_FILE);
-        let devices = match std::fs::read(&path) {
-            Ok(bytes) => match serde_json::from_slice::<OnDisk>(&bytes) {
-                Ok(d) => d
-                    .devices
-                    .into_iter()
-                    .map(|mut dev| {
-                        dev.connected = false;
-                        dev.phase = Phase::Detached;
-                        (key(&dev.udid), dev)
-                    })
-                    .collect(),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable state file");
-                    BTreeMap::new()
-                }
-            },
-            Err(_) => BTreeMap::new(),
+        let on_disk = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice::<OnDisk>(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable state file");
+                OnDisk::default()
+            }),
+            Err(_) => OnDisk::default(),
         };
-        Self { path, devices }
+        let devices = on_disk
+            .devices
+            .into_iter()
+            .map(|mut dev| {
+                dev.connected = false;
+                dev.phase = Phase::Detached;
+                (key(&dev.udid), dev)
+            })
+            .collect();
+        Self {
+            path,
+            devices,
+            jobs: on_disk.jobs,
+        }
     }
 
     /// Writes the state atomically: a crash leaves the old file or the new one, never a mix.
@@ -63,6 +72,7 @@ impl Store {
         let data = OnDisk {
             version: 1,
             devices: self.devices.values().cloned().collect(),
+            jobs: self.jobs.clone(),
         };
         let write = || -> std::io::Result<()> {
             if let Some(dir) = self.path.parent() {
@@ -91,6 +101,19 @@ impl Store {
             diagnosis: None,
             error: None,
         })
+    }
+
+    /// Keeps an ended job in the history (the oldest go first past [`MAX_JOBS`]).
+    pub fn record_job(&mut self, job: Job) {
+        self.jobs.retain(|j| j.id != job.id);
+        self.jobs.push(job);
+        let excess = self.jobs.len().saturating_sub(MAX_JOBS);
+        self.jobs.drain(..excess);
+    }
+
+    /// The jobs of earlier runs of the daemon, oldest first.
+    pub fn jobs(&self) -> &[Job] {
+        &self.jobs
     }
 
     /// A phone was plugged in.
@@ -181,8 +204,22 @@ mod tests {
                 ..Identity::default()
             },
         );
+        store.record_job(Job {
+            id: 7,
+            udid: "00008110-001A2B3C4D5E6F01".into(),
+            kind: backupd_api::JobKind::Backup,
+            state: backupd_api::JobState::Succeeded,
+            full: false,
+            started_at: 1,
+            finished_at: Some(2),
+            progress: backupd_api::JobProgress::default(),
+            error: None,
+            device_error_code: None,
+            verified_files: Some(3),
+        });
         store.save();
         let again = Store::load(dir.path());
+        assert_eq!(again.jobs().iter().map(|j| j.id).collect::<Vec<_>>(), [7]);
         let d = again
             .device("00008110001a2b3c4d5e6f01")
             .expect("found by any spelling");

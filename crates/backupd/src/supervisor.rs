@@ -138,6 +138,17 @@ pub async fn run(
         tracker: TaskTracker::new(),
         cancel: CancellationToken::new(),
     };
+    // Jobs of earlier runs stay listed; new ids continue after them.
+    for job in sup.store.jobs().to_vec() {
+        sup.next_job = sup.next_job.max(job.id + 1);
+        sup.jobs.insert(
+            job.id,
+            JobEntry {
+                view: job,
+                cancel: CancellationToken::new(),
+            },
+        );
+    }
     let lang = sup.ctx.settings.lang;
     let _ = handles_out.send(Handles {
         requests: requests_tx,
@@ -545,6 +556,8 @@ impl Supervisor {
                 j.view.finished_at = Some(unix_now());
                 let job = j.view.clone();
                 tracing::info!(job = id, udid = job.udid, state = ?job.state, error = job.error, "job ended");
+                self.store.record_job(job.clone());
+                self.store.save();
                 // The local backup changed: the phone's diagnosis should say so.
                 if let Some(r) = self.running.get(&key(&job.udid)) {
                     let _ = r.commands.try_send(Command::Rediagnose);
