@@ -198,3 +198,35 @@ async fn encryption_is_turned_on_and_the_rules_see_it() {
         .await;
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_asked_before_trust_waits_and_pairs_only_once() {
+    let mut profile = builtin("healthy").expect("profile");
+    profile.pairing.trust = backupd_sim::profile::TrustPolicy::Manual;
+    let sim = SimRig::start(vec![profile]).await;
+    let daemon = DaemonRig::start(sim.dir.path(), &sim.socket).await;
+    daemon
+        .wait_for(20, "the phone attached", |s| {
+            s.devices.iter().any(|d| d.udid == UDID && d.connected)
+        })
+        .await;
+    let mut events = Events::subscribe(&daemon.api).await;
+    let (code, body) = post_json(&daemon.api, &format!("/v1/devices/{UDID}/backup"), "{}").await;
+    assert_eq!(code, 202, "{body}");
+    let job: Job = serde_json::from_str(&body).expect("job");
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let phone = sim.sim.muxd().phone(UDID).expect("phone");
+    assert!(
+        phone.trusted_hosts().is_empty(),
+        "nothing is trusted before the tap"
+    );
+    phone.answer_trust(backupd_sim::TrustAnswer::Trust);
+    let done = finished(&mut events, job.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+    assert_eq!(
+        phone.trusted_hosts().len(),
+        1,
+        "the job used the phone task's pairing, not its own"
+    );
+    daemon.stop().await;
+}

@@ -110,6 +110,37 @@ fn failed(e: &BackupError) -> Ended {
     }
 }
 
+/// How long a job waits for the phone to be paired (the person may have to tap Trust).
+const PAIRING_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+async fn wait_for_pair_record(ctx: &Context, device: &Device) -> Result<(), Ended> {
+    let deadline = tokio::time::Instant::now() + PAIRING_WAIT;
+    loop {
+        match ctx.muxd.read_pair_record(&device.udid).await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Ok(None) => {
+                return Err(Ended {
+                    state: JobState::Failed,
+                    error: Some("the iPhone is not paired with this computer: tap Trust on it, then start again".into()),
+                    device_error_code: None,
+                    verified_files: None,
+                });
+            }
+            Err(e) => {
+                return Err(Ended {
+                    state: JobState::Failed,
+                    error: Some(format!("cannot read the pair record: {e}")),
+                    device_error_code: None,
+                    verified_files: None,
+                });
+            }
+        }
+    }
+}
+
 /// Runs one job until it ends or `cancel` fires.
 pub async fn run(
     ctx: Arc<Context>,
@@ -133,6 +164,11 @@ pub async fn run(
         DevicePinning::Disabled
     };
     let job = async {
+        // Pairing is the phone task's: a job that paired too would put a second Trust dialog on the phone.
+        // It waits for the record the phone task saves, then opens its own session with it.
+        if let Err(ended) = wait_for_pair_record(&ctx, &device).await {
+            return ended;
+        }
         let mut trusted = match Pairing::new()
             .open(&ctx.muxd, &device, pinning, SystemTime::now())
             .await
