@@ -103,7 +103,7 @@ impl Store {
         })
     }
 
-    /// Keeps an ended job in the history (the oldest go first past [`MAX_JOBS`]).
+    /// Keeps an ended job in the history (past `MAX_JOBS` jobs, the oldest go first).
     pub fn record_job(&mut self, job: Job) {
         self.jobs.retain(|j| j.id != job.id);
         self.jobs.push(job);
