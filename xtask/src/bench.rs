@@ -14,7 +14,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -207,29 +207,15 @@ pub(crate) fn run(root: &Path, args: &[String]) -> anyhow::Result<()> {
 
 fn status(root: &Path) -> anyhow::Result<()> {
     crate::peers::ensure(root)?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("bench: building release binaries");
-    let ok = Command::new(&cargo)
-        .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "backupd-sim",
-            "-p",
-            "backupd",
-            "-p",
-            "backupdctl",
-        ])
-        .status()?;
-    if !ok.success() {
-        bail!("release build failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = |n: &str| target.join("release").join(n);
+    let bins = procs::build(
+        root,
+        &["backupd-sim", "backupd", "backupdctl"],
+        true,
+        &["--quiet"],
+    )?;
+    let target = procs::target_dir(root);
+    let bin = |n: &str| bins.join(n);
     let dir = target.join("bench").join(std::process::id().to_string());
     std::fs::create_dir_all(&dir)?;
     let mux = dir.join("mux.sock");
@@ -483,27 +469,10 @@ fn ceiling(sizes: &[u64], dir: &Path) -> anyhow::Result<Figures> {
 
 fn backup(root: &Path, total: u64) -> anyhow::Result<()> {
     crate::peers::ensure(root)?;
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("bench: building release binaries");
-    let ok = Command::new(&cargo)
-        .current_dir(root)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "-p",
-            "backupd-sim",
-            "-p",
-            "backupd",
-        ])
-        .status()?;
-    if !ok.success() {
-        bail!("release build failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = |n: &str| target.join("release").join(n);
+    let bins = procs::build(root, &["backupd-sim", "backupd"], true, &["--quiet"])?;
+    let target = procs::target_dir(root);
+    let bin = |n: &str| bins.join(n);
     let dir = target
         .join("bench")
         .join(format!("backup-{}", std::process::id()));

@@ -3,7 +3,7 @@
 //! It starts `backupd-sim` with example profiles, `backupd` against it, waits for the diagnoses and prints
 //! `backupdctl status`; then it stops both. Nothing is installed and nothing outside `target/demo` is written.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -25,29 +25,15 @@ pub(crate) fn run(
     lang: Option<&str>,
     backup: bool,
 ) -> anyhow::Result<()> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("demo: building backupd-sim, backupd and backupdctl");
-    let built = Command::new(&cargo)
-        .current_dir(root)
-        .args([
-            "build",
-            "--quiet",
-            "-p",
-            "backupd-sim",
-            "-p",
-            "backupd",
-            "-p",
-            "backupdctl",
-        ])
-        .status()
-        .context("failed to start cargo")?;
-    if !built.success() {
-        bail!("build failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
-    let bin = |name: &str| target.join("debug").join(name);
+    let bins = procs::build(
+        root,
+        &["backupd-sim", "backupd", "backupdctl"],
+        false,
+        &["--quiet"],
+    )?;
+    let target = procs::target_dir(root);
+    let bin = |name: &str| bins.join(name);
     let dir = target.join("demo").join(std::process::id().to_string());
     std::fs::create_dir_all(&dir)?;
     let mux = dir.join("usbmuxd.sock");

@@ -4,9 +4,8 @@
 //! `PREFIX/share/backupd/install-manifest.txt`, which uninstall reads to remove exactly those files.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 
 const MANIFEST: &str = "share/backupd/install-manifest.txt";
 
@@ -100,27 +99,13 @@ impl Installer {
 /// Installs into `prefix`.
 pub(crate) fn install(root: &Path, prefix: &Path, debug: bool) -> anyhow::Result<()> {
     let layout = Layout::for_prefix(prefix);
-    let profile = if debug { "debug" } else { "release" };
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build
-        .current_dir(root)
-        .args(["build", "--locked", "-p", "backupd", "-p", "backupdctl"]);
-    if !debug {
-        build.arg("--release");
-    }
-    if !build.status().context("failed to start cargo")?.success() {
-        bail!("building the binaries failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target"));
+    let bins = crate::procs::build(root, &["backupd", "backupdctl"], !debug, &["--locked"])?;
+    let target = crate::procs::target_dir(root);
     let mut inst = Installer {
         written: Vec::new(),
     };
     for bin in ["backupd", "backupdctl"] {
-        let bytes = std::fs::read(target.join(profile).join(bin))
-            .with_context(|| format!("no built {bin}"))?;
+        let bytes = std::fs::read(bins.join(bin)).with_context(|| format!("no built {bin}"))?;
         inst.write(&layout.bindir.join(bin), &bytes, 0o755)?;
     }
     if cfg!(target_os = "macos") {

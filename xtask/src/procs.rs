@@ -83,3 +83,33 @@ pub(crate) fn daemon(
         .arg("");
     cmd
 }
+
+/// The workspace's target folder (`CARGO_TARGET_DIR` when set).
+pub(crate) fn target_dir(root: &Path) -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target"))
+}
+
+/// Builds `packages` (in release when asked, with `flags` such as `--quiet` or `--locked`) and gives the
+/// folder their binaries are in.
+pub(crate) fn build(
+    root: &Path,
+    packages: &[&str],
+    release: bool,
+    flags: &[&str],
+) -> anyhow::Result<std::path::PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(root).arg("build").args(flags);
+    if release {
+        cmd.arg("--release");
+    }
+    for p in packages {
+        cmd.arg("-p").arg(p);
+    }
+    if !cmd.status().context("failed to start cargo")?.success() {
+        bail!("building {} failed", packages.join(", "));
+    }
+    Ok(target_dir(root).join(if release { "release" } else { "debug" }))
+}
