@@ -306,7 +306,7 @@ async fn an_unanswered_passcode_prompt_ends_in_device_locked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mobilebackup2_needs_the_escrow_bag() {
     let rig = SimRig::builtin("healthy").await;
-    let muxd = backupd_usb::Muxd::new(Address::parse(&format!("UNIX:{}", rig.socket.display())));
+    let muxd = backupd_mux::Muxd::new(Address::parse(&format!("UNIX:{}", rig.socket.display())));
     let device = muxd
         .list_devices()
         .await
@@ -314,7 +314,7 @@ async fn mobilebackup2_needs_the_escrow_bag() {
         .into_iter()
         .next()
         .expect("one phone");
-    let mut trusted = backupd_usb::Pairing::new()
+    let mut trusted = backupd_mux::Pairing::new()
         .open(
             &muxd,
             &device,
@@ -341,8 +341,8 @@ async fn mobilebackup2_needs_the_escrow_bag() {
 }
 
 /// A session with the simulated phone through our own client, for the tests that drive the protocol by hand.
-async fn trusted_session(rig: &SimRig) -> backupd_usb::Trusted {
-    let muxd = backupd_usb::Muxd::new(Address::parse(&format!("UNIX:{}", rig.socket.display())));
+async fn trusted_session(rig: &SimRig) -> backupd_mux::Trusted {
+    let muxd = backupd_mux::Muxd::new(Address::parse(&format!("UNIX:{}", rig.socket.display())));
     let device = muxd
         .list_devices()
         .await
@@ -350,7 +350,7 @@ async fn trusted_session(rig: &SimRig) -> backupd_usb::Trusted {
         .into_iter()
         .next()
         .expect("one phone");
-    backupd_usb::Pairing::new()
+    backupd_mux::Pairing::new()
         .open(
             &muxd,
             &device,
@@ -631,7 +631,7 @@ async fn the_sync_lock_is_exclusive_across_afc_connections() {
     use backupd_proto::afc::{self, Packet};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    async fn call(stream: &mut backupd_usb::stream::DeviceStream, p: Packet) -> Packet {
+    async fn call(stream: &mut backupd_mux::stream::DeviceStream, p: Packet) -> Packet {
         stream.write_all(&p.encode()).await.expect("send");
         let mut inbox = Vec::new();
         let mut chunk = [0u8; 4096];
@@ -646,8 +646,8 @@ async fn the_sync_lock_is_exclusive_across_afc_connections() {
         }
     }
     async fn open_and_lock(
-        trusted: &mut backupd_usb::Trusted,
-    ) -> (backupd_usb::stream::DeviceStream, u64, u64) {
+        trusted: &mut backupd_mux::Trusted,
+    ) -> (backupd_mux::stream::DeviceStream, u64, u64) {
         let mut s = trusted
             .lockdown
             .start_service(mobilebackup2::AFC_SERVICE_NAME, None)

@@ -57,7 +57,7 @@ pub(crate) fn invariants(root: &Path) -> anyhow::Result<()> {
             "the rules crate never sees protocol types",
         ),
         ("backupd-rules", "tokio", "the rules crate is pure"),
-        ("backupd-rules", "backupd-usb", "the rules crate is pure"),
+        ("backupd-rules", "backupd-mux", "the rules crate is pure"),
     ];
     for (krate, dep, why) in forbidden {
         if tree(root, &["--package", krate]).is_none() {
@@ -68,7 +68,7 @@ pub(crate) fn invariants(root: &Path) -> anyhow::Result<()> {
             broken.push(format!("{krate} depends on {dep}: {why}"));
         }
     }
-    let cli_forbidden = ["rusb", "backupd-usb", "backupd-proto"];
+    let cli_forbidden = ["rusb", "backupd-mux", "backupd-proto"];
     if tree(root, &["--package", "backupdctl"]).is_some() {
         for dep in cli_forbidden {
             if tree(root, &["--package", "backupdctl", "--invert", dep])

@@ -26,9 +26,9 @@ use backupd_proto::mobilebackup2::{
     self as mb2, BackupOptions, Request, Response, notifications as notification,
 };
 use backupd_proto::pair::PairRecord;
-use backupd_usb::services::NotificationProxy;
-use backupd_usb::stream::DeviceStream;
-use backupd_usb::{Lockdown, TransportError};
+use backupd_mux::services::NotificationProxy;
+use backupd_mux::stream::DeviceStream;
+use backupd_mux::{Lockdown, TransportError};
 
 use crate::store::{Staging, Store, StoreError};
 use crate::verify;
@@ -1065,7 +1065,7 @@ async fn run_locked(
     np: &mut Option<NotificationProxy>,
     encrypted: bool,
 ) -> Result<Outcome, BackupError> {
-    let apps = match backupd_usb::services::InstallationProxy::start(lockdown).await {
+    let apps = match backupd_mux::services::InstallationProxy::start(lockdown).await {
         Ok(mut p) => p
             .browse_user_apps(100_000)
             .await

@@ -12,7 +12,7 @@ use backupd_proto::usbmuxd::Address;
 use backupd_sim::backup::DisconnectStage;
 use backupd_sim::profile::{Profile, builtin};
 use backupd_sim::{Config, Simulator};
-use backupd_usb::{Muxd, Pairing};
+use backupd_mux::{Muxd, Pairing};
 use tokio::sync::watch;
 
 const UDID: &str = "00008110-001A2B3C4D5E6F01";

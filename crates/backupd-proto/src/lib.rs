@@ -2,7 +2,7 @@
 //!
 //! Codecs and state machines for the usbmuxd socket protocol, lockdownd, pairing and the lockdown services
 //! backupd uses. Every function takes bytes (and, where time matters, `now`) in and gives bytes and typed
-//! values out; `backupd-usb` moves the bytes over sockets. Device input is attacker input: every length read
+//! values out; `backupd-mux` moves the bytes over sockets. Device input is attacker input: every length read
 //! from the wire is bounded before anything is allocated for it.
 
 pub mod afc;

@@ -8,10 +8,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use backupd_proto::lockdown::{self, MAX_FRAME_LEN, PlistFormat};
 
 /// A client connection to the simulated muxer: the same Unix-or-TCP stream the host side uses.
-pub use backupd_usb::stream::MuxStream as SimStream;
+pub use backupd_mux::stream::MuxStream as SimStream;
 
 /// A device-side connection in plaintext or TLS (the phone is the TLS server).
-pub type DeviceConn = backupd_usb::stream::MaybeTls<tokio_rustls::server::TlsStream<SimStream>>;
+pub type DeviceConn = backupd_mux::stream::MaybeTls<tokio_rustls::server::TlsStream<SimStream>>;
 
 /// Reads one length-prefixed plist; `Ok(None)` at a clean end of stream.
 pub async fn read_plist<S: AsyncRead + Unpin>(stream: &mut S) -> io::Result<Option<Value>> {

@@ -15,8 +15,8 @@ use backupd_proto::services;
 use backupd_proto::tls::DevicePinning;
 use backupd_proto::usbmuxd::Device;
 use backupd_rules::{CheckId, Diagnosis, PairingState, Timestamp, UsbmuxdStatus};
-use backupd_usb::services::NotificationProxy;
-use backupd_usb::{Muxd, Pairing, TrustProblem, Trusted};
+use backupd_mux::services::NotificationProxy;
+use backupd_mux::{Muxd, Pairing, TrustProblem, Trusted};
 
 use crate::config::Settings;
 use crate::snapshot::{self, Identity};
@@ -226,7 +226,7 @@ impl Task {
     async fn read_and_watch(
         &mut self,
         mut trusted: Trusted,
-    ) -> Result<(), backupd_usb::TransportError> {
+    ) -> Result<(), backupd_mux::TransportError> {
         let (snap, identity) = snapshot::read(&mut trusted.lockdown).await?;
         self.report(Report::Identity {
             udid: self.device.udid.clone(),

@@ -13,7 +13,7 @@ use backupd_backup::engine::{self, BackupError, BackupRequest, Progress};
 use backupd_backup::store::Store;
 use backupd_proto::tls::DevicePinning;
 use backupd_proto::usbmuxd::Device;
-use backupd_usb::{Pairing, TrustProblem};
+use backupd_mux::{Pairing, TrustProblem};
 
 use crate::device::Context;
 

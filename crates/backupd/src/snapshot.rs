@@ -6,8 +6,8 @@ use backupd_proto::services::{self, diagnostics};
 use backupd_rules::{
     App, Fact, PairingState, Snapshot, Source, Timestamp, UnknownReason, WifiState,
 };
-use backupd_usb::services::{DiagnosticsRelay, InstallationProxy};
-use backupd_usb::{Lockdown, TransportError};
+use backupd_mux::services::{DiagnosticsRelay, InstallationProxy};
+use backupd_mux::{Lockdown, TransportError};
 
 /// Seconds between the Unix epoch and Apple's reference date (2001-01-01), for dates sent as numbers.
 const COCOA_EPOCH: i64 = 978_307_200;

@@ -8,8 +8,8 @@ use backupd_proto::tls::DevicePinning;
 use backupd_proto::usbmuxd::{Address, Device};
 use backupd_sim::profile::{Profile, TrustPolicy, builtin};
 use backupd_sim::{Config, Simulator, TrustAnswer};
-use backupd_usb::services::{DiagnosticsRelay, InstallationProxy, NotificationProxy};
-use backupd_usb::{MuxEvent, Muxd, Pairing, TrustProblem};
+use backupd_mux::services::{DiagnosticsRelay, InstallationProxy, NotificationProxy};
+use backupd_mux::{MuxEvent, Muxd, Pairing, TrustProblem};
 
 struct Rig {
     _dir: tempfile::TempDir,
@@ -264,7 +264,7 @@ async fn pinning_refuses_an_impostor_key_and_the_switch_allows_it() {
         .open(&r.muxd, &device, DevicePinning::Pinned, SystemTime::now())
         .await;
     match pinned {
-        Err(TrustProblem::Failed(e)) => assert_eq!(e.kind(), backupd_usb::ErrorKind::Tls, "{e:?}"),
+        Err(TrustProblem::Failed(e)) => assert_eq!(e.kind(), backupd_mux::ErrorKind::Tls, "{e:?}"),
         other => panic!("pinned session must fail on TLS, got {other:?}"),
     }
     let unpinned = Pairing::new()
@@ -360,11 +360,11 @@ async fn unknown_device_and_closed_port_are_refused_by_the_muxer() {
         .connect(device.device_id + 99, 62078)
         .await
         .expect_err("no such device");
-    assert_eq!(err.kind(), backupd_usb::ErrorKind::Refused);
+    assert_eq!(err.kind(), backupd_mux::ErrorKind::Refused);
     let err = r
         .muxd
         .connect(device.device_id, 1234)
         .await
         .expect_err("closed port");
-    assert_eq!(err.kind(), backupd_usb::ErrorKind::Refused);
+    assert_eq!(err.kind(), backupd_mux::ErrorKind::Refused);
 }
