@@ -9,9 +9,9 @@ use backupd_backup::engine::{self, BackupRequest, Progress, Stage};
 use backupd_backup::store::Store;
 use backupd_backup::verify;
 use backupd_e2e::{SimRig, stdout_ok};
+use backupd_mux::{Muxd, Pairing};
 use backupd_proto::tls::DevicePinning;
 use backupd_proto::usbmuxd::Address;
-use backupd_mux::{Muxd, Pairing};
 
 const UDID: &str = "00008110-001A2B3C4D5E6F01";
 

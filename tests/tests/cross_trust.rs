@@ -4,10 +4,10 @@
 use std::time::SystemTime;
 
 use backupd_e2e::{SimRig, key_values, stdout_ok};
+use backupd_mux::{Muxd, Pairing};
 use backupd_proto::pair::PairRecord;
 use backupd_proto::tls::DevicePinning;
 use backupd_proto::usbmuxd::Address;
-use backupd_mux::{Muxd, Pairing};
 
 const UDID: &str = "00008110-001A2B3C4D5E6F01";
 

@@ -58,6 +58,12 @@ pub(crate) fn invariants(root: &Path) -> anyhow::Result<()> {
         ),
         ("backupd-rules", "tokio", "the rules crate is pure"),
         ("backupd-rules", "backupd-mux", "the rules crate is pure"),
+        ("backupd-rules", "rusb", "the rules crate is pure"),
+        (
+            "backupd-mux",
+            "rusb",
+            "usbmuxd owns the phone; only backupd-usb touches the bus",
+        ),
     ];
     for (krate, dep, why) in forbidden {
         if tree(root, &["--package", krate]).is_none() {
@@ -68,7 +74,7 @@ pub(crate) fn invariants(root: &Path) -> anyhow::Result<()> {
             broken.push(format!("{krate} depends on {dep}: {why}"));
         }
     }
-    let cli_forbidden = ["rusb", "backupd-mux", "backupd-proto"];
+    let cli_forbidden = ["rusb", "backupd-usb", "backupd-mux", "backupd-proto"];
     if tree(root, &["--package", "backupdctl"]).is_some() {
         for dep in cli_forbidden {
             if tree(root, &["--package", "backupdctl", "--invert", dep])

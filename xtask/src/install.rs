@@ -305,6 +305,14 @@ mod tests {
         ] {
             assert!(line.contains(part), "the rule lacks {part}");
         }
+        // Phones in recovery (0x1280-0x1283) and DFU (0x1227) mode never reach usbmuxd; the service starts for
+        // them too, so that it can say what the mode means.
+        assert!(
+            rule.lines().any(|l| !l.starts_with('#')
+                && l.contains("ATTR{idProduct}==\"128[0-3]|1227\"")
+                && l.contains("ENV{SYSTEMD_WANTS}+=\"backupd.service\"")),
+            "the rule does not cover recovery and DFU mode"
+        );
     }
 
     #[test]

@@ -105,6 +105,49 @@ pub(crate) fn ensure(root: &Path) -> anyhow::Result<()> {
     }
     run(Command::new("ideviceinfo").arg("--version"))?;
     run(Command::new(&pmd3).arg("version"))?;
+    ensure_usb()
+}
+
+/// The USB tests need umockdev (emulated devices under the real libusb) and the system libusb that rusb links
+/// through pkg-config; without libusb-1.0-0-dev, libusb1-sys would quietly build its own copy instead.
+fn ensure_usb() -> anyhow::Result<()> {
+    let libusb = || {
+        Command::new("pkg-config")
+            .args(["--exists", "libusb-1.0"])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if !on_path("umockdev-run") || !libusb() {
+        eprintln!("xtask: installing umockdev, libusb-1.0-0-dev and pkg-config for the USB tests");
+        if !on_path("apt-get") {
+            bail!(
+                "umockdev or libusb-1.0 is missing and apt-get is not available: install them by hand"
+            );
+        }
+        let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+        let mut all: Vec<&str> = sudo.to_vec();
+        all.extend([
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "umockdev",
+            "libusb-1.0-0-dev",
+            "pkg-config",
+        ]);
+        let mut cmd = Command::new(all[0]);
+        cmd.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        if run(&mut cmd).is_err() {
+            // A fresh machine may have no package lists yet.
+            let mut update: Vec<&str> = sudo.to_vec();
+            update.extend(["apt-get", "update", "-qq"]);
+            run(Command::new(update[0]).args(&update[1..]))?;
+            run(&mut cmd)?;
+        }
+    }
+    if !on_path("umockdev-run") || !libusb() {
+        bail!("umockdev-run or libusb-1.0 still missing after install");
+    }
     Ok(())
 }
 

@@ -17,6 +17,9 @@ use plist::{Dictionary, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
+use backupd_mux::services::NotificationProxy;
+use backupd_mux::stream::DeviceStream;
+use backupd_mux::{Lockdown, TransportError};
 use backupd_proto::afc;
 use backupd_proto::devicelink::{
     self, DeviceMessage, DirectoryEntry, DownloadEncoder, FileError, HostMessage, StatusResponse,
@@ -26,9 +29,6 @@ use backupd_proto::mobilebackup2::{
     self as mb2, BackupOptions, Request, Response, notifications as notification,
 };
 use backupd_proto::pair::PairRecord;
-use backupd_mux::services::NotificationProxy;
-use backupd_mux::stream::DeviceStream;
-use backupd_mux::{Lockdown, TransportError};
 
 use crate::store::{Staging, Store, StoreError};
 use crate::verify;

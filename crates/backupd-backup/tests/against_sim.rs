@@ -7,12 +7,12 @@ use std::time::{Duration, SystemTime};
 use backupd_backup::engine::{self, BackupError, BackupRequest, Progress, Stage};
 use backupd_backup::store::{Recovery, Store};
 use backupd_backup::verify;
+use backupd_mux::{Muxd, Pairing};
 use backupd_proto::tls::DevicePinning;
 use backupd_proto::usbmuxd::Address;
 use backupd_sim::backup::DisconnectStage;
 use backupd_sim::profile::{Profile, builtin};
 use backupd_sim::{Config, Simulator};
-use backupd_mux::{Muxd, Pairing};
 use tokio::sync::watch;
 
 const UDID: &str = "00008110-001A2B3C4D5E6F01";

@@ -2,14 +2,14 @@
 
 use std::time::{Duration, SystemTime};
 
+use backupd_mux::services::{DiagnosticsRelay, InstallationProxy, NotificationProxy};
+use backupd_mux::{MuxEvent, Muxd, Pairing, TrustProblem};
 use backupd_proto::pair::PairRecord;
 use backupd_proto::services::{self, diagnostics};
 use backupd_proto::tls::DevicePinning;
 use backupd_proto::usbmuxd::{Address, Device};
 use backupd_sim::profile::{Profile, TrustPolicy, builtin};
 use backupd_sim::{Config, Simulator, TrustAnswer};
-use backupd_mux::services::{DiagnosticsRelay, InstallationProxy, NotificationProxy};
-use backupd_mux::{MuxEvent, Muxd, Pairing, TrustProblem};
 
 struct Rig {
     _dir: tempfile::TempDir,

@@ -13,4 +13,5 @@ pub mod pair;
 pub mod plist_util;
 pub mod services;
 pub mod tls;
+pub mod usb;
 pub mod usbmuxd;

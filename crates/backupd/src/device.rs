@@ -11,12 +11,12 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use backupd_api::Phase;
+use backupd_mux::services::NotificationProxy;
+use backupd_mux::{Muxd, Pairing, TrustProblem, Trusted};
 use backupd_proto::services;
 use backupd_proto::tls::DevicePinning;
 use backupd_proto::usbmuxd::Device;
 use backupd_rules::{CheckId, Diagnosis, PairingState, Timestamp, UsbmuxdStatus};
-use backupd_mux::services::NotificationProxy;
-use backupd_mux::{Muxd, Pairing, TrustProblem, Trusted};
 
 use crate::config::Settings;
 use crate::snapshot::{self, Identity};

@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 use backupd_api::{EncryptionAction, EncryptionChange, JobProgress, JobState};
 use backupd_backup::engine::{self, BackupError, BackupRequest, Progress};
 use backupd_backup::store::Store;
+use backupd_mux::{Pairing, TrustProblem};
 use backupd_proto::tls::DevicePinning;
 use backupd_proto::usbmuxd::Device;
-use backupd_mux::{Pairing, TrustProblem};
 
 use crate::device::Context;
 

@@ -2,12 +2,12 @@
 
 use plist::{Dictionary, Value};
 
+use backupd_mux::services::{DiagnosticsRelay, InstallationProxy};
+use backupd_mux::{Lockdown, TransportError};
 use backupd_proto::services::{self, diagnostics};
 use backupd_rules::{
     App, Fact, PairingState, Snapshot, Source, Timestamp, UnknownReason, WifiState,
 };
-use backupd_mux::services::{DiagnosticsRelay, InstallationProxy};
-use backupd_mux::{Lockdown, TransportError};
 
 /// Seconds between the Unix epoch and Apple's reference date (2001-01-01), for dates sent as numbers.
 const COCOA_EPOCH: i64 = 978_307_200;

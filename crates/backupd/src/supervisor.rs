@@ -14,9 +14,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use backupd_api::{self as api, Event, MuxerState, Phase};
+use backupd_mux::{MuxEvent, Muxd};
 use backupd_proto::usbmuxd::Device;
 use backupd_rules::{Timestamp, UsbmuxdStatus};
-use backupd_mux::{MuxEvent, Muxd};
 
 use crate::config::Settings;
 use crate::device::{self, Command, Context, Report};
