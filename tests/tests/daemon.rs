@@ -369,12 +369,25 @@ async fn the_json_shape_is_the_documented_contract() {
         serde_json::from_str::<serde_json::Value>(&one).expect("json")["udid"],
         WHATSAPP
     );
-    let (code, err) = daemon.get("/v1/devices/0000").await;
+    let (code, err) = daemon.get("/v1/devices/00008110-FFFFFFFFFFFFFFFF").await;
     assert_eq!(code, 404);
     assert_eq!(
         serde_json::from_str::<serde_json::Value>(&err).expect("json")["error"]["code"],
         "not_found"
     );
+    // What is not a UDID never reaches the supervisor or the file system: `..` named the folder above.
+    for bad in [
+        "/v1/devices/0000",
+        "/v1/devices/../backups",
+        "/v1/devices/%2e%2e/backups",
+    ] {
+        let (code, err) = daemon.get(bad).await;
+        assert_eq!(code, 400, "{bad}: {err}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&err).expect("json")["error"]["code"],
+            "bad_request"
+        );
+    }
     let (code, _) = daemon.post("/v1/devices").await;
     assert_eq!(code, 405);
     let (code, info) = daemon.get("/v1/info").await;
@@ -404,8 +417,12 @@ async fn diagnose_on_request_and_on_a_phone_notification() {
             |e| matches!(e, Event::DiagnosisReady { udid, .. } if udid == HEALTHY),
         )
         .await;
-    let (code, _) = daemon.post("/v1/devices/0000/diagnose").await;
+    let (code, _) = daemon
+        .post("/v1/devices/00008110-FFFFFFFFFFFFFFFF/diagnose")
+        .await;
     assert_eq!(code, 404);
+    let (code, _) = daemon.post("/v1/devices/0000/diagnose").await;
+    assert_eq!(code, 400);
 
     // The phone posts com.apple.mobile.backup.domain_changed when its backup settings change.
     let before = daemon.status().await.devices[0].diagnosed_at;

@@ -155,8 +155,15 @@ async fn a_second_job_is_busy_and_a_cancelled_one_leaves_the_previous_backup() {
     );
     let (code, _) = daemon.post("/v1/jobs/999/cancel").await;
     assert_eq!(code, 404);
-    let (code, _) = post_json(&daemon.api, "/v1/devices/0000/backup", "{}").await;
+    let (code, _) = post_json(
+        &daemon.api,
+        "/v1/devices/00008110-FFFFFFFFFFFFFFFF/backup",
+        "{}",
+    )
+    .await;
     assert_eq!(code, 404);
+    let (code, _) = post_json(&daemon.api, "/v1/devices/0000/backup", "{}").await;
+    assert_eq!(code, 400);
     daemon.stop().await;
 }
 

@@ -8,6 +8,8 @@
 //!
 //! Exit codes of `backupdctl` are part of the contract too: see [`exit`].
 
+pub mod route;
+
 use backupd_rules::Diagnosis;
 use serde::{Deserialize, Serialize};
 

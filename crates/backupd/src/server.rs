@@ -9,16 +9,21 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::body::{Frame, Incoming};
-use hyper::{Method, Request as HttpRequest, Response, StatusCode};
+use hyper::{Request as HttpRequest, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, oneshot};
+
+use hyper_util::rt::TokioTimer;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, broadcast, oneshot};
 use tokio_stream::Stream;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use backupd_api::route::{self, Route, RouteError};
 use backupd_api::{self as api, ErrorBody, ErrorDetail};
 
 use crate::jobs;
@@ -126,6 +131,8 @@ async fn ask<T>(handles: &Handles, make: impl FnOnce(oneshot::Sender<T>) -> Requ
 struct EventStream {
     events: BroadcastStream<api::Event>,
     stop: std::pin::Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    /// This subscriber's place among the bounded number of them; freed when the stream is dropped.
+    _permit: OwnedSemaphorePermit,
 }
 
 impl Stream for EventStream {
@@ -153,27 +160,74 @@ impl Stream for EventStream {
     }
 }
 
-fn events_body(rx: broadcast::Receiver<api::Event>, cancel: CancellationToken) -> Body {
+fn events_body(
+    rx: broadcast::Receiver<api::Event>,
+    cancel: CancellationToken,
+    permit: OwnedSemaphorePermit,
+) -> Body {
     let stream = EventStream {
         events: BroadcastStream::new(rx),
         stop: Box::pin(cancel.cancelled_owned()),
+        _permit: permit,
     };
     StreamBody::new(stream).boxed()
+}
+
+/// Who is on the other end of a connection, from the socket's peer credentials.
+#[derive(Debug, Clone, Copy, Default)]
+struct Peer {
+    uid: Option<u32>,
+    gid: Option<u32>,
+    pid: Option<i32>,
 }
 
 async fn route(
     handles: Handles,
     req: HttpRequest<Incoming>,
-    uid: Option<u32>,
+    peer: Peer,
+    streams: Arc<Semaphore>,
+    limits: Limits,
     cancel: CancellationToken,
 ) -> Response<Body> {
-    let path = req.uri().path().trim_end_matches('/').to_owned();
-    let method = req.method().clone();
-    if method == Method::POST {
-        tracing::info!(uid, %path, "request");
-    } else {
-        tracing::debug!(uid, %path, "request");
+    let path = req.uri().path();
+    let parsed = route::parse(req.method().as_str(), path);
+    match &parsed {
+        Ok(r) if r.mutates() => tracing::info!(
+            uid = peer.uid,
+            gid = peer.gid,
+            pid = peer.pid,
+            method = %req.method(),
+            path = %path,
+            "request"
+        ),
+        // A refused path is logged with who sent it, but cut short: it is the caller's text.
+        Err(e) => tracing::info!(
+            uid = peer.uid,
+            gid = peer.gid,
+            pid = peer.pid,
+            method = %req.method(),
+            error = %e,
+            "request refused"
+        ),
+        Ok(_) => tracing::debug!(uid = peer.uid, path = %path, "request"),
     }
+    let parsed = match parsed {
+        Ok(r) => r,
+        Err(e @ RouteError::BadId(_)) => {
+            return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string());
+        }
+        Err(e @ RouteError::TooLong) => {
+            return error(StatusCode::URI_TOO_LONG, "bad_request", e.to_string());
+        }
+        Err(e @ RouteError::MethodNotAllowed) => {
+            return error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                e.to_string(),
+            );
+        }
+        Err(e) => return error(StatusCode::NOT_FOUND, "not_found", e.to_string()),
+    };
     let unavailable = || {
         error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -181,12 +235,12 @@ async fn route(
             "the daemon is stopping",
         )
     };
-    match (method, path.as_str()) {
-        (Method::GET, api::PATH_DEVICES) => match ask(&handles, Request::Status).await {
+    match parsed {
+        Route::Devices => match ask(&handles, Request::Status).await {
             Some(status) => json(StatusCode::OK, &status),
             None => unavailable(),
         },
-        (Method::GET, api::PATH_INFO) => json(
+        Route::Info => json(
             StatusCode::OK,
             &api::DaemonInfo {
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -194,142 +248,110 @@ async fn route(
                 lang: handles.lang.as_str().into(),
             },
         ),
-        (Method::GET, api::PATH_EVENTS) => Response::builder()
-            .header("content-type", "application/x-ndjson")
-            .body(events_body(handles.events.subscribe(), cancel))
-            .unwrap_or_else(|_| unavailable()),
-        (Method::POST, api::PATH_DIAGNOSE_ALL) => {
-            match ask(&handles, |tx| Request::Diagnose(None, tx)).await {
-                Some(Some(accepted)) => json(StatusCode::ACCEPTED, &accepted),
-                Some(None) | None => unavailable(),
-            }
+        Route::Events => {
+            // Each subscriber holds a connection for as long as it likes: their number is bounded apart.
+            let Ok(permit) = streams.try_acquire_owned() else {
+                tracing::warn!(
+                    limit = limits.max_event_streams,
+                    uid = peer.uid,
+                    "too many event subscribers; refusing one more"
+                );
+                return error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    format!(
+                        "too many event subscribers (at most {})",
+                        limits.max_event_streams
+                    ),
+                );
+            };
+            Response::builder()
+                .header("content-type", "application/x-ndjson")
+                .body(events_body(handles.events.subscribe(), cancel, permit))
+                .unwrap_or_else(|_| unavailable())
         }
-        (m, p) if p.starts_with(api::PATH_DEVICE_PREFIX) => {
-            let rest = &p[api::PATH_DEVICE_PREFIX.len()..];
-            match (m, rest.split_once('/')) {
-                (Method::GET, None) => {
-                    match ask(&handles, |tx| Request::Device(rest.to_owned(), tx)).await {
-                        Some(Some(device)) => json(StatusCode::OK, &device),
-                        Some(None) => error(
-                            StatusCode::NOT_FOUND,
-                            "not_found",
-                            format!("no phone {rest}"),
-                        ),
-                        None => unavailable(),
-                    }
-                }
-                (Method::POST, Some((udid, "diagnose"))) => {
-                    match ask(&handles, |tx| Request::Diagnose(Some(udid.to_owned()), tx)).await {
-                        Some(Some(accepted)) => json(StatusCode::ACCEPTED, &accepted),
-                        Some(None) => error(
-                            StatusCode::NOT_FOUND,
-                            "not_found",
-                            format!("no attached phone {udid}"),
-                        ),
-                        None => unavailable(),
-                    }
-                }
-                (Method::POST, Some((udid, api::DEVICE_BACKUP))) => {
-                    let start: api::BackupStart =
-                        match read_json(req, Some(api::BackupStart::default())).await {
-                            Ok(b) => b,
-                            Err(r) => return r,
-                        };
-                    start_job(&handles, udid, jobs::Work::Backup { full: start.full }).await
-                }
-                (Method::POST, Some((udid, api::DEVICE_ENCRYPTION))) => {
-                    let change: api::EncryptionChange = match read_json(req, None).await {
-                        Ok(b) => b,
-                        Err(r) => return r,
-                    };
-                    let missing = match change.action {
-                        api::EncryptionAction::On => change.new_password.is_none(),
-                        api::EncryptionAction::Off => change.old_password.is_none(),
-                        api::EncryptionAction::Change => {
-                            change.old_password.is_none() || change.new_password.is_none()
-                        }
-                    };
-                    let empty = [&change.old_password, &change.new_password]
-                        .iter()
-                        .any(|p| p.as_deref() == Some(""));
-                    if missing || empty {
-                        return error(
-                            StatusCode::BAD_REQUEST,
-                            "bad_request",
-                            "this action needs its password(s), and a password cannot be empty",
-                        );
-                    }
-                    start_job(&handles, udid, jobs::Work::Encryption(change)).await
-                }
-                (Method::GET, Some((udid, api::DEVICE_BACKUPS))) => {
-                    // The folder is named by the UDID as usbmuxd spells it; the daemon's records know it.
-                    let known = ask(&handles, |tx| Request::Device(udid.to_owned(), tx))
-                        .await
-                        .flatten();
-                    let udid = known.map(|d| d.udid).unwrap_or_else(|| udid.to_owned());
-                    // Sizing every kept version walks every file: a blocking thread, not the supervisor.
-                    let dir = handles.backup_dir.clone();
-                    match tokio::task::spawn_blocking(move || backup_list(&dir, udid)).await {
-                        Ok(list) => json(StatusCode::OK, &list),
-                        Err(_) => unavailable(),
-                    }
-                }
-                (_, None)
-                | (
-                    _,
-                    Some((
-                        _,
-                        "diagnose"
-                        | api::DEVICE_BACKUP
-                        | api::DEVICE_BACKUPS
-                        | api::DEVICE_ENCRYPTION,
-                    )),
-                ) => error(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method_not_allowed",
-                    "method not allowed here",
-                ),
-                _ => error(
+        Route::DiagnoseAll => match ask(&handles, |tx| Request::Diagnose(None, tx)).await {
+            Some(Some(accepted)) => json(StatusCode::ACCEPTED, &accepted),
+            Some(None) | None => unavailable(),
+        },
+        Route::Device(udid) => match ask(&handles, |tx| Request::Device(udid.clone(), tx)).await {
+            Some(Some(device)) => json(StatusCode::OK, &device),
+            Some(None) => error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("no phone {udid}"),
+            ),
+            None => unavailable(),
+        },
+        Route::DeviceDiagnose(udid) => {
+            match ask(&handles, |tx| Request::Diagnose(Some(udid.clone()), tx)).await {
+                Some(Some(accepted)) => json(StatusCode::ACCEPTED, &accepted),
+                Some(None) => error(
                     StatusCode::NOT_FOUND,
                     "not_found",
-                    format!("no such path {p}"),
+                    format!("no attached phone {udid}"),
                 ),
+                None => unavailable(),
             }
         }
-        (Method::GET, api::PATH_JOBS) => match ask(&handles, Request::Jobs).await {
+        Route::DeviceBackup(udid) => {
+            let start: api::BackupStart =
+                match read_json(req, Some(api::BackupStart::default()), limits.max_body).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+            start_job(&handles, &udid, jobs::Work::Backup { full: start.full }).await
+        }
+        Route::DeviceEncryption(udid) => {
+            let change: api::EncryptionChange = match read_json(req, None, limits.max_body).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let missing = match change.action {
+                api::EncryptionAction::On => change.new_password.is_none(),
+                api::EncryptionAction::Off => change.old_password.is_none(),
+                api::EncryptionAction::Change => {
+                    change.old_password.is_none() || change.new_password.is_none()
+                }
+            };
+            let empty = [&change.old_password, &change.new_password]
+                .iter()
+                .any(|p| p.as_deref() == Some(""));
+            if missing || empty {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "this action needs its password(s), and a password cannot be empty",
+                );
+            }
+            start_job(&handles, &udid, jobs::Work::Encryption(change)).await
+        }
+        Route::DeviceBackups(udid) => {
+            // The folder is named by the UDID as usbmuxd spells it; the daemon's records know it.
+            let known = ask(&handles, |tx| Request::Device(udid.clone(), tx))
+                .await
+                .flatten();
+            let udid = known.map(|d| d.udid).unwrap_or(udid);
+            // Sizing every kept version walks every file: a blocking thread, not the supervisor.
+            let dir = handles.backup_dir.clone();
+            match tokio::task::spawn_blocking(move || backup_list(&dir, udid)).await {
+                Ok(list) => json(StatusCode::OK, &list),
+                Err(_) => unavailable(),
+            }
+        }
+        Route::Jobs => match ask(&handles, Request::Jobs).await {
             Some(jobs) => json(StatusCode::OK, &jobs),
             None => unavailable(),
         },
-        (m, p) if p.starts_with(api::PATH_JOBS) && p[api::PATH_JOBS.len()..].starts_with('/') => {
-            let rest = &p[api::PATH_JOBS.len() + 1..];
-            let (id, action) = rest
-                .split_once('/')
-                .map_or((rest, None), |(i, a)| (i, Some(a)));
-            let Ok(id) = id.parse::<u64>() else {
-                return error(StatusCode::NOT_FOUND, "not_found", format!("no job {id}"));
-            };
-            let answer = match (m, action) {
-                (Method::GET, None) => ask(&handles, |tx| Request::Job(id, tx)).await,
-                (Method::POST, Some("cancel")) => {
-                    ask(&handles, |tx| Request::CancelJob(id, tx)).await
-                }
-                (_, None | Some("cancel")) => {
-                    return error(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        "method_not_allowed",
-                        "method not allowed here",
-                    );
-                }
-                _ => {
-                    return error(
-                        StatusCode::NOT_FOUND,
-                        "not_found",
-                        format!("no such path {p}"),
-                    );
-                }
+        Route::Job(id) | Route::JobCancel(id) => {
+            let cancel_it = matches!(parsed, Route::JobCancel(_));
+            let answer = if cancel_it {
+                ask(&handles, |tx| Request::CancelJob(id, tx)).await
+            } else {
+                ask(&handles, |tx| Request::Job(id, tx)).await
             };
             match answer {
-                Some(Some(job)) if action.is_some() && job.state == api::JobState::Running => {
+                Some(Some(job)) if cancel_it && job.state == api::JobState::Running => {
                     json(StatusCode::ACCEPTED, &job)
                 }
                 Some(Some(job)) => json(StatusCode::OK, &job),
@@ -337,23 +359,7 @@ async fn route(
                 None => unavailable(),
             }
         }
-        (
-            _,
-            api::PATH_DEVICES
-            | api::PATH_INFO
-            | api::PATH_EVENTS
-            | api::PATH_DIAGNOSE_ALL
-            | api::PATH_JOBS,
-        ) => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "method not allowed here",
-        ),
-        (_, p) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("no such path {p}"),
-        ),
+        _ => error(StatusCode::NOT_FOUND, "not_found", "no such path"),
     }
 }
 
@@ -376,15 +382,13 @@ fn backup_list(backup_dir: &Path, udid: String) -> api::BackupList {
     api::BackupList { udid, backups }
 }
 
-/// The largest request body accepted: requests are small JSON objects.
-const MAX_BODY: usize = 64 << 10;
-
 /// Reads a JSON body (an empty one gives the default when `empty_ok`), or the error answer to send.
 async fn read_json<T: serde::de::DeserializeOwned>(
     req: HttpRequest<Incoming>,
     when_empty: Option<T>,
+    max_body: usize,
 ) -> Result<T, Response<Body>> {
-    let limited = http_body_util::Limited::new(req.into_body(), MAX_BODY);
+    let limited = http_body_util::Limited::new(req.into_body(), max_body);
     let bytes = match limited.collect().await {
         Ok(c) => c.to_bytes(),
         Err(_) => {
@@ -430,35 +434,128 @@ async fn start_job(handles: &Handles, udid: &str, work: jobs::Work) -> Response<
     }
 }
 
-/// Serves the API until `cancel` fires; connections in flight are tracked by `tracker`.
+/// The bounds on what clients of the socket may take: a local user in the socket's group cannot grow the
+/// daemon's memory or stall it by opening connections, sending large or slow requests, or not reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Connections served at once; the next one waits in the socket's backlog until one ends.
+    pub max_connections: usize,
+    /// Event streams open at once (each holds a connection for as long as its client likes); more get 503.
+    pub max_event_streams: usize,
+    /// How long a connection may take to send a request's headers, and how long it may sit idle between
+    /// requests, before it is closed.
+    pub idle: Duration,
+    /// The largest request head (request line and headers), in bytes; more gets 431.
+    pub max_header_bytes: usize,
+    /// The most header fields in a request; more gets 431.
+    pub max_headers: usize,
+    /// The largest request body, in bytes (requests are small JSON objects); more gets 413.
+    pub max_body: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+            max_event_streams: 64,
+            idle: Duration::from_secs(30),
+            max_header_bytes: 16 << 10,
+            max_headers: 32,
+            max_body: 64 << 10,
+        }
+    }
+}
+
+/// Serves the API until `cancel` fires, within [`Limits::default`]; connections in flight are tracked by
+/// `tracker`.
 pub async fn serve(
     listener: UnixListener,
     handles: Handles,
     cancel: CancellationToken,
     tracker: TaskTracker,
 ) {
+    serve_with(listener, handles, Limits::default(), cancel, tracker).await;
+}
+
+/// Serves the API until `cancel` fires, within `limits`.
+pub async fn serve_with(
+    listener: UnixListener,
+    handles: Handles,
+    limits: Limits,
+    cancel: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let streams = Arc::new(Semaphore::new(limits.max_event_streams));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.idle)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_header_size(limits.max_header_bytes)
+        .max_headers(limits.max_headers);
+    let mut full_logged = false;
     loop {
+        // Take a place before accepting: when every place is taken, clients wait in the backlog instead
+        // of costing a task each.
+        let permit = match connections.clone().try_acquire_owned() {
+            Ok(p) => {
+                full_logged = false;
+                p
+            }
+            Err(_) => {
+                if !full_logged {
+                    tracing::warn!(
+                        limit = limits.max_connections,
+                        "every API connection is in use; new ones wait"
+                    );
+                    full_logged = true;
+                }
+                tokio::select! {
+                    () = cancel.cancelled() => return,
+                    p = connections.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => return,
+                    },
+                }
+            }
+        };
         let stream: UnixStream = tokio::select! {
             () = cancel.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((s, _)) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
+                    // Out of file descriptors is the likely cause: give the others time to end.
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
         };
-        let uid = stream.peer_cred().ok().map(|c| c.uid());
+        let peer = stream
+            .peer_cred()
+            .map(|c| Peer {
+                uid: Some(c.uid()),
+                gid: Some(c.gid()),
+                pid: c.pid(),
+            })
+            .unwrap_or_default();
         let handles = handles.clone();
         let cancel = cancel.clone();
         let route_cancel = cancel.clone();
+        let streams = streams.clone();
+        let http = http.clone();
         tracker.spawn(async move {
+            let _permit = permit;
             let service = hyper::service::service_fn(move |req| {
                 let handles = handles.clone();
                 let cancel = route_cancel.clone();
-                async move { Ok::<_, Infallible>(route(handles, req, uid, cancel).await) }
+                let streams = streams.clone();
+                async move {
+                    Ok::<_, Infallible>(route(handles, req, peer, streams, limits, cancel).await)
+                }
             });
-            let conn = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+            let conn = http.serve_connection(TokioIo::new(stream), service);
             tokio::pin!(conn);
             tokio::select! {
                 r = conn.as_mut() => if let Err(e) = r { tracing::debug!(error = %e, "API connection ended") },
