@@ -12,8 +12,8 @@ use crate::diagnosis::{
     Outcome, StageId,
 };
 use crate::facts::{
-    App, Fact, HostFacts, HostOs, LocalBackup, PairingState, Snapshot, Source, UnknownReason,
-    UsbmuxdStatus, WHATSAPP_BUNDLE_ID,
+    App, Fact, HostFacts, HostOs, LocalBackup, LocalWhatsapp, PairingState, Snapshot, Source,
+    UnknownReason, UsbmuxdStatus, WHATSAPP_BUNDLE_ID,
 };
 use crate::render;
 use crate::time::{SECS_PER_DAY, Timestamp};
@@ -33,6 +33,9 @@ const MACOS: &str = "macos";
 const VERIFIED: &str = "verified";
 const UNVERIFIED: &str = "unverified";
 const OFFERED: &str = "offered";
+const LOCAL_CHATS: &str = "local_chats";
+const LOCAL_NONE: &str = "local_none";
+const LOCAL_ENCRYPTED: &str = "local_encrypted";
 
 struct Ctx<'a> {
     phone: &'a Snapshot,
@@ -162,17 +165,17 @@ fn evaluate(id: CheckId, ctx: &Ctx<'_>) -> Option<Eval> {
         CheckId::PairingPasscodeRequired => Some(pairing(phone, PairingState::PasscodeRequired)),
         CheckId::PairingDenied => Some(pairing(phone, PairingState::Denied)),
         CheckId::PairingInvalidHost => Some(pairing(phone, PairingState::InvalidHost)),
-        CheckId::WifiNotConnected => Some(wifi(phone)),
-        CheckId::IcloudStorageLikelyInsufficient => Some(icloud_storage(phone, ctx.config)),
-        CheckId::PowerNotCharging => Some(power(phone)),
+        CheckId::WifiNotConnected => Some(wifi(ctx)),
+        CheckId::IcloudStorageLikelyInsufficient => Some(icloud_storage(ctx)),
+        CheckId::PowerNotCharging => Some(power(ctx)),
         CheckId::IcloudBackupDisabled => Some(flag(
             "icloud_backup_enabled",
             &phone.icloud_backup_enabled,
             false,
         )),
-        CheckId::IcloudBackupStale => Some(icloud_stale(ctx)),
+        CheckId::IcloudBackupStale => icloud_stale(ctx),
         CheckId::DeviceStorageLow => Some(phone_storage(phone, ctx.config)),
-        CheckId::WhatsappIcloudBackup => Some(whatsapp(phone)),
+        CheckId::WhatsappIcloudBackup => Some(whatsapp(phone, host)),
         CheckId::BackupLocalMissing => Some(local_missing(host)),
         CheckId::BackupLocalStale => local_stale(ctx),
         CheckId::BackupEncryptionOn => Some(encryption(phone, host)),
@@ -183,6 +186,8 @@ fn evaluate(id: CheckId, ctx: &Ctx<'_>) -> Option<Eval> {
     }
 }
 
+// Evidence for: connecting to the socket the daemon was given failed (no socket, nobody listening, refused).
+// Evidence against: it answered. The evidence names that socket. Missing: unknown.
 fn usbmuxd(host: &HostFacts) -> Eval {
     let evidence = vec![
         fact_evidence("usbmuxd", &host.usbmuxd, |s| {
@@ -235,7 +240,12 @@ fn pairing(phone: &Snapshot, problem: PairingState) -> Eval {
     }
 }
 
-fn wifi(phone: &Snapshot) -> Eval {
+// Evidence for: the IORegistry shows no association (no SSID, no BSSID). Evidence against: an association, or an
+// iCloud backup within `icloud_backup_max_age_days`, which proves the phone does reach Wi-Fi when it backs up (a
+// phone in a shop or an office is often off its home Wi-Fi). The IORegistry does not tell Wi-Fi off from on but
+// not joined, so the finding names both. Missing: unknown.
+fn wifi(ctx: &Ctx<'_>) -> Eval {
+    let phone = ctx.phone;
     let mut evidence = vec![fact_evidence("wifi_associated", &phone.wifi, |w| {
         w.associated.to_string()
     })];
@@ -245,31 +255,83 @@ fn wifi(phone: &Snapshot) -> Eval {
     match phone.wifi.value() {
         None => Eval::new(Outcome::Unknown, evidence),
         Some(w) if w.associated => Eval::new(Outcome::Pass, evidence),
-        Some(_) => Eval::new(Outcome::Problem, evidence),
+        Some(_) => match recent_icloud_backup(ctx) {
+            Some(e) => {
+                evidence.push(e);
+                Eval::new(Outcome::Pass, evidence)
+            }
+            None => Eval::new(Outcome::Problem, evidence),
+        },
     }
 }
 
-fn icloud_storage(phone: &Snapshot, config: &RulesConfig) -> Eval {
+/// Evidence that the phone made an iCloud backup within `icloud_backup_max_age_days`, if it did: what the
+/// overnight conditions (Wi-Fi, room in iCloud, a charger) are for, so it outweighs a guess about any of them.
+fn recent_icloud_backup(ctx: &Ctx<'_>) -> Option<Evidence> {
+    let fact = &ctx.phone.last_icloud_backup;
+    let date = (*fact.value()?)?;
+    if older_than(ctx.now, date, ctx.config.icloud_backup_max_age_days) {
+        return None;
+    }
+    Some(evidence_of(
+        "recent_icloud_backup",
+        format!(
+            "{} (<= {} days)",
+            date.rfc3339(),
+            ctx.config.icloud_backup_max_age_days
+        ),
+        fact.source(),
+    ))
+}
+
+/// The best estimate of an iCloud backup's size: the newest local backup's size (a local backup holds what an
+/// iCloud backup holds, plus what iCloud keeps in sync anyway), else the phone's used data, an upper bound.
+/// Returns the estimate, whether it is only the upper bound, and the evidence naming which one it is.
+fn backup_size_estimate(phone: &Snapshot, host: &HostFacts) -> Option<(u64, bool, Evidence)> {
+    if let Some(backup) = host.local_backup.value().and_then(Option::as_ref)
+        && let Some(size) = backup.size
+    {
+        let source = Source::derived(&format!(
+            "size of the local backup of {}",
+            backup.date.rfc3339()
+        ));
+        let e = evidence_of(
+            "icloud_backup_estimate",
+            format!("~ {}", bytes(size)),
+            &source,
+        );
+        return Some((size, false, e));
+    }
+    let used = phone.used_data()?;
+    let source = Source::derived("TotalDataCapacity - TotalDataAvailable (upper bound)");
+    let e = evidence_of(
+        "icloud_backup_estimate",
+        format!("<= {}", bytes(used)),
+        &source,
+    );
+    Some((used, true, e))
+}
+
+// Evidence for: the estimate exceeds the quota, and either it is the local backup's size or the phone reports no
+// iCloud backup lately. Evidence against: an iCloud backup within `icloud_backup_max_age_days` (it fit), or an
+// estimate within the quota. Conflict: a recent iCloud backup wins. Missing: with only the upper bound above the
+// quota and no date of the last iCloud backup, nothing supports a conclusion: unknown.
+fn icloud_storage(ctx: &Ctx<'_>) -> Eval {
+    let (phone, config) = (ctx.phone, ctx.config);
     let mut evidence = vec![
         fact_evidence("data_capacity", &phone.data_capacity, |b| bytes(*b)),
         fact_evidence("data_available", &phone.data_available, |b| bytes(*b)),
     ];
     let quota = config.icloud_quota_bytes;
-    let Some(estimate) = phone.used_data() else {
+    if let Some(e) = recent_icloud_backup(ctx) {
+        evidence.push(e);
+        return Eval::new(Outcome::Pass, evidence).arg("quota", Arg::Bytes(quota));
+    }
+    let Some((estimate, upper_bound, e)) = backup_size_estimate(phone, ctx.host) else {
         return Eval::new(Outcome::Unknown, evidence).arg("quota", Arg::Bytes(quota));
     };
-    evidence.push(Evidence {
-        fact: "icloud_backup_estimate".to_owned(),
-        value: format!("<= {}", bytes(estimate)),
-        unknown: None,
-        source: Source::derived("TotalDataCapacity - TotalDataAvailable"),
-    });
-    evidence.push(Evidence {
-        fact: "icloud_quota".to_owned(),
-        value: bytes(quota),
-        unknown: None,
-        source: Source::config("icloud_quota_bytes"),
-    });
+    evidence.push(e);
+    evidence.push(config_evidence("icloud_quota_bytes", bytes(quota)));
     // Say in the evidence itself that the real quota and its use were not read: nothing over USB reports them.
     evidence.push(Evidence {
         fact: "icloud_quota_used".to_owned(),
@@ -277,18 +339,31 @@ fn icloud_storage(phone: &Snapshot, config: &RulesConfig) -> Eval {
         unknown: Some(UnknownReason::NotAvailableOverUsb),
         source: Source::Unobservable,
     });
-    let outcome = if estimate > quota {
+    evidence.push(fact_evidence(
+        "last_icloud_backup",
+        &phone.last_icloud_backup,
+        |d| d.map_or_else(|| "never".to_owned(), Timestamp::rfc3339),
+    ));
+    let outcome = if estimate <= quota {
+        Outcome::Pass
+    } else if !upper_bound || phone.last_icloud_backup.value().is_some() {
         Outcome::Problem
     } else {
-        Outcome::Pass
+        Outcome::Unknown
     };
     Eval::new(outcome, evidence)
         .arg("estimate", Arg::Bytes(estimate))
         .arg("quota", Arg::Bytes(quota))
 }
 
-fn power(phone: &Snapshot) -> Eval {
-    let evidence = vec![
+// Evidence for: `ExternalConnected` false while the phone is plugged into this computer (not even its USB port
+// powers it). Evidence against: external power or a charging battery (the computer's port counts: it shows the
+// phone takes a charge), or an iCloud backup within `icloud_backup_max_age_days` (the phone does get charged at
+// night). Conflict: any evidence against wins. Missing: `BatteryIsCharging` false alone is no evidence (a full
+// battery stops charging on a charger), so unknown.
+fn power(ctx: &Ctx<'_>) -> Eval {
+    let phone = ctx.phone;
+    let mut evidence = vec![
         fact_evidence("external_power", &phone.external_power, bool::to_string),
         fact_evidence("battery_charging", &phone.battery_charging, bool::to_string),
         fact_evidence("battery_level", &phone.battery_level, |p| format!("{p}%")),
@@ -296,7 +371,13 @@ fn power(phone: &Snapshot) -> Eval {
     // A charging battery proves external power even when ExternalConnected was not read.
     let outcome = match (phone.external_power.value(), phone.battery_charging.value()) {
         (Some(true), _) | (_, Some(true)) => Outcome::Pass,
-        (Some(false), _) => Outcome::Problem,
+        (Some(false), _) => match recent_icloud_backup(ctx) {
+            Some(e) => {
+                evidence.push(e);
+                Outcome::Pass
+            }
+            None => Outcome::Problem,
+        },
         (None, _) => Outcome::Unknown,
     };
     Eval::new(outcome, evidence)
@@ -312,7 +393,14 @@ fn flag(name: &str, fact: &Fact<bool>, bad: bool) -> Eval {
     }
 }
 
-fn icloud_stale(ctx: &Ctx<'_>) -> Eval {
+// Evidence for: `LastCloudBackupDate` older than `icloud_backup_max_age_days`, or absent (the phone reports no
+// iCloud backup) while iCloud Backup is on. Evidence against: a recent date. Conflict: with iCloud Backup off the
+// check does not run: `icloud.backup_disabled` says what to do, and "no recent backup" would only repeat it.
+// Missing: unknown.
+fn icloud_stale(ctx: &Ctx<'_>) -> Option<Eval> {
+    if ctx.phone.icloud_backup_enabled.value() == Some(&false) {
+        return None;
+    }
     let max_days = ctx.config.icloud_backup_max_age_days;
     let fact = &ctx.phone.last_icloud_backup;
     let mut evidence = vec![fact_evidence("last_icloud_backup", fact, |d| match d {
@@ -326,7 +414,7 @@ fn icloud_stale(ctx: &Ctx<'_>) -> Eval {
     let eval = |outcome, evidence| {
         Eval::new(outcome, evidence).arg("max_days", Arg::Count(u64::from(max_days)))
     };
-    match fact.value() {
+    Some(match fact.value() {
         None => eval(Outcome::Unknown, evidence),
         Some(None) => eval(Outcome::Problem, evidence),
         Some(Some(date)) => {
@@ -344,9 +432,12 @@ fn icloud_stale(ctx: &Ctx<'_>) -> Eval {
             };
             eval(outcome, evidence)
         }
-    }
+    })
 }
 
+// Evidence for: `TotalDataAvailable` below `phone_min_free_bytes`; it already counts purgeable space, so a low
+// figure is really low. Evidence against: more free than that. Nothing else read contradicts it (a recent
+// iCloud backup does not: iOS needs the room for local backups and updates too). Missing: unknown.
 fn phone_storage(phone: &Snapshot, config: &RulesConfig) -> Eval {
     let min = config.phone_min_free_bytes;
     let evidence = vec![
@@ -366,7 +457,11 @@ fn phone_storage(phone: &Snapshot, config: &RulesConfig) -> Eval {
         .arg("min", Arg::Bytes(min))
 }
 
-fn whatsapp(phone: &Snapshot) -> Eval {
+// An info, never a warning: nothing over USB shows the state of WhatsApp's own iCloud backup. Evidence for the
+// info: WhatsApp in installation_proxy's list. Evidence against: not installed. What the newest local backup holds
+// of its chats (read inside the backup) picks the first step: the chats up to a date are safe on this computer,
+// the backup holds none, or it is encrypted and needs its password. Missing app list: unknown.
+fn whatsapp(phone: &Snapshot, host: &HostFacts) -> Eval {
     fn find(apps: &[App]) -> Option<&App> {
         apps.iter().find(|a| a.bundle_id == WHATSAPP_BUNDLE_ID)
     }
@@ -388,7 +483,39 @@ fn whatsapp(phone: &Snapshot) -> Eval {
         &app.icloud_containers,
         bool::to_string,
     ));
-    Eval::new(Outcome::Problem, evidence)
+    let backup = host.local_backup.value().and_then(Option::as_ref);
+    let Some(backup) = backup else {
+        return Eval::new(Outcome::Problem, evidence);
+    };
+    evidence.push(local_backup_evidence(host));
+    evidence.push(fact_evidence(
+        "whatsapp_in_local_backup",
+        &host.local_whatsapp,
+        |w| match w {
+            LocalWhatsapp::Absent => "none".to_owned(),
+            LocalWhatsapp::Chats {
+                messages,
+                newest_message,
+            } => format!(
+                "{messages} messages, newest {}",
+                newest_message.map_or_else(|| "none".to_owned(), Timestamp::rfc3339)
+            ),
+            LocalWhatsapp::Encrypted => "encrypted, no password given".to_owned(),
+        },
+    ));
+    let eval = Eval::new(Outcome::Problem, evidence).arg("backup_date", Arg::Date(backup.date));
+    match host.local_whatsapp.value() {
+        Some(LocalWhatsapp::Chats {
+            messages,
+            newest_message: Some(newest),
+        }) => eval
+            .arg("messages", Arg::Count(*messages))
+            .arg("newest", Arg::Date(*newest))
+            .variant(LOCAL_CHATS),
+        Some(LocalWhatsapp::Chats { .. } | LocalWhatsapp::Absent) => eval.variant(LOCAL_NONE),
+        Some(LocalWhatsapp::Encrypted) => eval.variant(LOCAL_ENCRYPTED),
+        None => eval,
+    }
 }
 
 fn local_backup_evidence(host: &HostFacts) -> Evidence {
@@ -403,6 +530,8 @@ fn local_backup_evidence(host: &HostFacts) -> Evidence {
     })
 }
 
+// Evidence for: no complete backup of this phone in the backup folder (`Status.plist` not `finished`).
+// Evidence against: one is there. Missing (the folder could not be read): unknown.
 fn local_missing(host: &HostFacts) -> Eval {
     let evidence = vec![local_backup_evidence(host)];
     match host.local_backup.value() {
@@ -413,6 +542,8 @@ fn local_missing(host: &HostFacts) -> Eval {
 }
 
 /// Runs only when a local backup exists (or might): with none, `backup.local_missing` already says so.
+/// Evidence for: the newest complete backup's `Status.plist` date is older than `local_backup_max_age_days`.
+/// Evidence against: a newer one. Missing: unknown.
 fn local_stale(ctx: &Ctx<'_>) -> Option<Eval> {
     let max_days = ctx.config.local_backup_max_age_days;
     let mut evidence = vec![
@@ -442,6 +573,10 @@ fn local_stale(ctx: &Ctx<'_>) -> Option<Eval> {
     }
 }
 
+// An info, not a warning: encryption is not a fault, only a password to keep. Evidence for: `WillEncrypt` true,
+// or the newest local backup's `IsEncrypted`. Evidence against: `WillEncrypt` false and no encrypted backup.
+// Conflict (`WillEncrypt` false, encrypted backup on disk): the backup on disk still needs its password, so it
+// is reported. Missing: unknown.
 fn encryption(phone: &Snapshot, host: &HostFacts) -> Eval {
     let evidence = vec![
         fact_evidence("will_encrypt", &phone.will_encrypt, bool::to_string),
@@ -461,8 +596,12 @@ fn encryption(phone: &Snapshot, host: &HostFacts) -> Eval {
     Eval::new(outcome, evidence)
 }
 
+// Evidence for: less free space where backups go than the phone's used data, with no backup of it here yet
+// (a first backup copies everything); with a backup here, only when even the data beyond that backup's size does
+// not fit. Evidence against: free space at least the phone's used data. Conflict (a backup here, free space
+// between the two): what changed since cannot be known in advance, so unknown, not a warning. Missing: unknown.
 fn host_disk(phone: &Snapshot, host: &HostFacts) -> Eval {
-    let evidence = vec![
+    let mut evidence = vec![
         fact_evidence("backup_dir_free", &host.backup_dir_free, |b| bytes(*b)),
         fact_evidence("data_capacity", &phone.data_capacity, |b| bytes(*b)),
         fact_evidence("data_available", &phone.data_available, |b| bytes(*b)),
@@ -470,14 +609,33 @@ fn host_disk(phone: &Snapshot, host: &HostFacts) -> Eval {
     let (Some(free), Some(used)) = (host.backup_dir_free.value(), phone.used_data()) else {
         return Eval::new(Outcome::Unknown, evidence);
     };
-    let outcome = if *free < used {
-        Outcome::Problem
-    } else {
-        Outcome::Pass
+    let free = *free;
+    if free >= used {
+        return Eval::new(Outcome::Pass, evidence);
+    }
+    let needed = match host.local_backup.value() {
+        None => return Eval::new(Outcome::Unknown, evidence),
+        Some(None) => used,
+        Some(Some(backup)) => {
+            evidence.push(local_backup_evidence(host));
+            let Some(size) = backup.size else {
+                return Eval::new(Outcome::Unknown, evidence);
+            };
+            let growth = used.saturating_sub(size);
+            evidence.push(evidence_of(
+                "backup_growth_estimate",
+                bytes(growth),
+                &Source::derived("used data - size of the local backup"),
+            ));
+            if free >= growth {
+                return Eval::new(Outcome::Unknown, evidence);
+            }
+            growth
+        }
     };
-    Eval::new(outcome, evidence)
-        .arg("free", Arg::Bytes(*free))
-        .arg("needed", Arg::Bytes(used))
+    Eval::new(Outcome::Problem, evidence)
+        .arg("free", Arg::Bytes(free))
+        .arg("needed", Arg::Bytes(needed))
 }
 
 fn escalation(ctx: &Ctx<'_>, checks: &[CheckResult], catalog: &Catalog) -> Escalation {
@@ -579,6 +737,9 @@ mod tests {
         ("escalation.local_backup", VERIFIED),
         ("escalation.local_backup", UNVERIFIED),
         ("escalation.dfu_restore", OFFERED),
+        ("whatsapp.icloud_backup", LOCAL_CHATS),
+        ("whatsapp.icloud_backup", LOCAL_NONE),
+        ("whatsapp.icloud_backup", LOCAL_ENCRYPTED),
     ];
 
     #[test]

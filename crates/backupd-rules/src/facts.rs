@@ -365,6 +365,37 @@ pub struct HostFacts {
     pub local_backup: Fact<Option<LocalBackup>>,
     /// An interrupted backup of this phone was left in the backup folder.
     pub unfinished_backup: Fact<bool>,
+    /// What the newest local backup holds of WhatsApp's chats (read inside the backup, never on the phone).
+    #[serde(default = "unread_local_whatsapp")]
+    pub local_whatsapp: Fact<LocalWhatsapp>,
+}
+
+fn unread_local_whatsapp() -> Fact<LocalWhatsapp> {
+    Fact::unknown(
+        UnknownReason::NotQueried,
+        Source::host(LOCAL_WHATSAPP_SOURCE),
+    )
+}
+
+/// Where WhatsApp's chats are read: its chat database, found through the backup's `Manifest.db`.
+pub const LOCAL_WHATSAPP_SOURCE: &str = "backup_dir/<udid>/Manifest.db AppDomainGroup-group.net.whatsapp.WhatsApp.shared ChatStorage.sqlite";
+
+/// What a local backup holds of WhatsApp's chats.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LocalWhatsapp {
+    /// The backup lists no WhatsApp chat database: WhatsApp's chats are not in it.
+    Absent,
+    /// The chat database was found and read.
+    Chats {
+        /// Rows of `ZWAMESSAGE`: the messages kept on the phone when the backup was made.
+        messages: u64,
+        /// The newest `ZMESSAGEDATE`; `None` when there are no messages.
+        newest_message: Option<Timestamp>,
+    },
+    /// The backup is encrypted and no password was given, so its files cannot be read.
+    Encrypted,
 }
 
 impl HostFacts {
@@ -376,6 +407,7 @@ impl HostFacts {
             backup_dir_free: Fact::unknown(reason, Source::host("statvfs(backup_dir)")),
             local_backup: Fact::unknown(reason, Source::host("backup_dir/<udid>/Status.plist")),
             unfinished_backup: Fact::unknown(reason, Source::host("backup_dir/<udid>/Snapshot")),
+            local_whatsapp: Fact::unknown(reason, Source::host(LOCAL_WHATSAPP_SOURCE)),
         }
     }
 }
@@ -416,6 +448,10 @@ pub struct LocalBackup {
     pub verified: bool,
     /// `Manifest.plist` `IsEncrypted`.
     pub encrypted: bool,
+    /// Its size in bytes (the files its `Manifest.db` lists), when the daemon knows it; the closest thing to the
+    /// size of an iCloud backup that can be seen from the host.
+    #[serde(default)]
+    pub size: Option<u64>,
 }
 
 impl LocalBackup {
@@ -425,6 +461,14 @@ impl LocalBackup {
             date,
             verified,
             encrypted,
+            size: None,
         }
+    }
+
+    /// The same backup, with its size in bytes.
+    #[must_use]
+    pub fn with_size(mut self, bytes: u64) -> Self {
+        self.size = Some(bytes);
+        self
     }
 }

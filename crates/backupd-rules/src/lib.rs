@@ -92,8 +92,8 @@ pub use diagnosis::{
     Origin, Outcome, Severity, StageId, Step,
 };
 pub use facts::{
-    App, Fact, HostFacts, HostOs, LocalBackup, PairingState, Snapshot, Source, UnknownReason,
-    UsbmuxdStatus, WHATSAPP_BUNDLE_ID, WifiState,
+    App, Fact, HostFacts, HostOs, LOCAL_WHATSAPP_SOURCE, LocalBackup, LocalWhatsapp, PairingState,
+    Snapshot, Source, UnknownReason, UsbmuxdStatus, WHATSAPP_BUNDLE_ID, WifiState,
 };
 pub use render::render_text;
 pub use time::Timestamp;

@@ -54,14 +54,27 @@ fn cases() -> Vec<Case> {
         Case {
             check: CheckId::WifiNotConnected,
             severity: Severity::Critical,
-            problem: |p, _| p.wifi.set_known(WifiState::new(false, None)),
+            problem: |p, _| {
+                p.wifi.set_known(WifiState::new(false, None));
+                p.last_icloud_backup.set_known(Some(ago(8 * DAY)));
+            },
             unknown: |p, _| p.wifi.set_unknown(UnknownReason::NotReported),
         },
         Case {
             check: CheckId::IcloudStorageLikelyInsufficient,
             severity: Severity::Warning,
-            problem: |p, _| p.data_available.set_known(2 * GB),
-            unknown: |p, _| p.data_available.set_unknown(LOCKED),
+            problem: |p, h| {
+                p.last_icloud_backup.set_known(Some(ago(8 * DAY)));
+                h.local_backup.set_known(Some(
+                    LocalBackup::new(ago(6 * HOUR), true, false).with_size(6 * GB),
+                ));
+            },
+            unknown: |p, h| {
+                p.last_icloud_backup.set_unknown(LOCKED);
+                p.data_available.set_known(2 * GB);
+                h.local_backup
+                    .set_known(Some(LocalBackup::new(ago(6 * HOUR), true, false)));
+            },
         },
         Case {
             check: CheckId::PowerNotCharging,
@@ -69,6 +82,7 @@ fn cases() -> Vec<Case> {
             problem: |p, _| {
                 p.external_power.set_known(false);
                 p.battery_charging.set_known(false);
+                p.last_icloud_backup.set_known(Some(ago(8 * DAY)));
             },
             unknown: |p, _| {
                 p.external_power.set_unknown(LOCKED);
@@ -115,8 +129,9 @@ fn cases() -> Vec<Case> {
             check: CheckId::BackupLocalStale,
             severity: Severity::Warning,
             problem: |_, h| {
-                h.local_backup
-                    .set_known(Some(LocalBackup::new(ago(31 * DAY), true, false)));
+                h.local_backup.set_known(Some(
+                    LocalBackup::new(ago(31 * DAY), true, false).with_size(3 * GB),
+                ));
             },
             unknown: |_, h| h.local_backup.set_unknown(UnknownReason::QueryFailed),
         },
@@ -221,7 +236,16 @@ fn one_problem_leaves_the_other_checks_passing() {
             CheckId::BackupLocalStale,
             CheckId::BackupEncryptionOn,
         ];
-        (storage.contains(&a) && storage.contains(&b)) || (local.contains(&a) && local.contains(&b))
+        // A stale iCloud backup is what lets the overnight conditions raise a problem at all.
+        let overnight = [
+            CheckId::WifiNotConnected,
+            CheckId::IcloudStorageLikelyInsufficient,
+            CheckId::PowerNotCharging,
+            CheckId::IcloudBackupStale,
+        ];
+        (storage.contains(&a) && storage.contains(&b))
+            || (local.contains(&a) && local.contains(&b))
+            || (overnight.contains(&a) && overnight.contains(&b))
     };
     for case in cases() {
         let (mut phone, mut host) = (healthy_phone(), healthy_host());
@@ -314,7 +338,9 @@ fn icloud_estimate_is_compared_with_the_configured_quota() {
     let mut phone = healthy_phone();
     phone.data_capacity.set_known(62 * GB);
     phone.data_available.set_known(2 * GB);
-    let host = healthy_host();
+    phone.last_icloud_backup.set_known(Some(ago(8 * DAY)));
+    let mut host = healthy_host();
+    host.local_backup.set_known(None);
     let id = CheckId::IcloudStorageLikelyInsufficient;
 
     let d = diagnose(&phone, &host);
@@ -467,6 +493,7 @@ fn escalation_follows_the_first_guide_and_waits_for_the_simple_checks() {
     );
     let mut phone = healthy_phone();
     phone.wifi.set_known(WifiState::new(false, None));
+    phone.last_icloud_backup.set_known(Some(ago(8 * DAY)));
     assert!(
         !diagnose(&phone, &healthy_host())
             .escalation
@@ -509,5 +536,9 @@ fn findings_follow_the_documented_order() {
     assert_eq!(ids.first(), Some(&CheckId::UsbmuxdUnavailable));
     assert_eq!(ids.get(1), Some(&CheckId::PairingInvalidHost));
     assert_eq!(ids.last(), Some(&CheckId::HostDiskInsufficient));
-    assert_eq!(ids.len(), 13, "{ids:?}");
+    // Two checks are answered by other facts: the local backup's 3 GB fits in iCloud, and with iCloud Backup off
+    // `icloud.backup_stale` does not run.
+    assert!(!ids.contains(&CheckId::IcloudStorageLikelyInsufficient));
+    assert!(!ids.contains(&CheckId::IcloudBackupStale));
+    assert_eq!(ids.len(), 11, "{ids:?}");
 }

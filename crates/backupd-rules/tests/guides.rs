@@ -69,6 +69,11 @@ fn diagnoses() -> Vec<Diagnosis> {
     host.backup_dir_free.set_known(GB);
     out.push(diagnose(&phone, &host));
 
+    // iCloud Backup on but no iCloud backup ever: `icloud.backup_stale` (which does not run while it is off).
+    let mut phone = healthy_phone();
+    phone.last_icloud_backup.set_known(None);
+    out.push(diagnose(&phone, &healthy_host()));
+
     // Each pairing state and each usbmuxd variant.
     for state in [
         PairingState::TrustPending,

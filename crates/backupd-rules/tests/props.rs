@@ -1,9 +1,9 @@
 //! Property tests: any snapshot, including an all-unknown one, gives a well-formed diagnosis without panicking.
 
 use backupd_rules::{
-    App, CheckId, Diagnosis, Fact, HostFacts, HostOs, Lang, LocalBackup, Outcome, PairingState,
-    RulesConfig, Snapshot, Timestamp, UnknownReason, UsbmuxdStatus, WHATSAPP_BUNDLE_ID, WifiState,
-    diagnose, render_text,
+    App, CheckId, Diagnosis, Fact, HostFacts, HostOs, Lang, LocalBackup, LocalWhatsapp, Outcome,
+    PairingState, RulesConfig, Snapshot, Timestamp, UnknownReason, UsbmuxdStatus,
+    WHATSAPP_BUNDLE_ID, WifiState, diagnose, render_text,
 };
 use proptest::prelude::*;
 
@@ -118,10 +118,23 @@ prop_compose! {
         ]),
         free in fill(bytes()),
         backup in fill(proptest::option::of(
-            (timestamp(), any::<bool>(), any::<bool>())
-                .prop_map(|(date, verified, encrypted)| LocalBackup::new(date, verified, encrypted)),
+            (timestamp(), any::<bool>(), any::<bool>(), proptest::option::of(bytes()))
+                .prop_map(|(date, verified, encrypted, size)| {
+                    let b = LocalBackup::new(date, verified, encrypted);
+                    match size {
+                        Some(s) => b.with_size(s),
+                        None => b,
+                    }
+                }),
         )),
         unfinished in fill(any::<bool>()),
+        whatsapp in fill(prop_oneof![
+            Just(LocalWhatsapp::Absent),
+            Just(LocalWhatsapp::Encrypted),
+            (any::<u64>(), proptest::option::of(timestamp())).prop_map(|(messages, newest_message)| {
+                LocalWhatsapp::Chats { messages, newest_message }
+            }),
+        ]),
     ) -> HostFacts {
         let mut h = HostFacts::unread(UnknownReason::NotQueried);
         apply(&mut h.os, os);
@@ -129,6 +142,7 @@ prop_compose! {
         apply(&mut h.backup_dir_free, free);
         apply(&mut h.local_backup, backup);
         apply(&mut h.unfinished_backup, unfinished);
+        apply(&mut h.local_whatsapp, whatsapp);
         h
     }
 }
@@ -153,7 +167,8 @@ prop_compose! {
 
 /// What every diagnosis must satisfy, whatever went in.
 fn assert_well_formed(d: &Diagnosis) {
-    // Checks run in the documented order, each at most once; only backup.local_stale may be skipped.
+    // Checks run in the documented order, each at most once; only backup.local_stale and (with iCloud Backup
+    // off) icloud.backup_stale may be skipped.
     let ran: Vec<CheckId> = d.checks.iter().map(|c| c.id).collect();
     let expected: Vec<CheckId> = CheckId::ALL
         .iter()
@@ -163,7 +178,11 @@ fn assert_well_formed(d: &Diagnosis) {
     assert_eq!(ran, expected);
     for id in CheckId::ALL {
         assert!(
-            ran.contains(id) || *id == CheckId::BackupLocalStale,
+            ran.contains(id)
+                || *id == CheckId::BackupLocalStale
+                || (*id == CheckId::IcloudBackupStale
+                    && d.check(CheckId::IcloudBackupDisabled)
+                        .is_some_and(|c| c.outcome == Outcome::Problem)),
             "{id} did not run"
         );
     }
@@ -187,6 +206,13 @@ fn assert_well_formed(d: &Diagnosis) {
     }
     for f in &d.findings {
         assert!(!f.remedies.is_empty(), "{} has no remedies", f.id);
+        // No alarm without evidence: every finding rests on at least one fact that was really read.
+        assert!(
+            f.evidence.iter().any(|e| e.unknown.is_none()
+                && !matches!(e.source, backupd_rules::Source::Config { .. })),
+            "{} has no known evidence",
+            f.id
+        );
     }
     assert_eq!(d.escalation.stages.len(), 4);
     assert!(d.escalation.stages.iter().all(|s| !s.steps.is_empty()));

@@ -54,8 +54,9 @@ pub(crate) fn healthy_host() -> HostFacts {
     h.os.set_known(HostOs::Linux);
     h.usbmuxd.set_known(UsbmuxdStatus::Reachable);
     h.backup_dir_free.set_known(200 * GB);
-    h.local_backup
-        .set_known(Some(LocalBackup::new(ago(6 * HOUR), true, false)));
+    h.local_backup.set_known(Some(
+        LocalBackup::new(ago(6 * HOUR), true, false).with_size(3 * GB),
+    ));
     h.unfinished_backup.set_known(false);
     h
 }
@@ -79,7 +80,7 @@ impl Profile {
 }
 
 pub(crate) fn profiles() -> Vec<Profile> {
-    vec![profile_a(), profile_b(), profile_c()]
+    vec![profile_a(), profile_b(), profile_c(), profile_d()]
 }
 
 /// The facts every simulator profile reports the same way: paired, with its values read over lockdown.
@@ -183,6 +184,37 @@ pub(crate) fn profile_c() -> Profile {
         .set_known(Some(LocalBackup::new(ago(40 * DAY), false, true)));
     Profile {
         name: "c_icloud_full_whatsapp",
+        phone,
+        host,
+        config: RulesConfig::default(),
+    }
+}
+
+/// (d) The healthy phone of issue 12 with WhatsApp: 64 GB of data, the free 5 GB of iCloud, an iCloud backup 10
+/// hours ago (so it fits), and a verified local backup of 3.1 GB on this host holding WhatsApp's chats.
+pub(crate) fn profile_d() -> Profile {
+    let mut whatsapp = App::new(WHATSAPP_BUNDLE_ID, Some("25.10.72"));
+    whatsapp.icloud_containers.set_known(true);
+    let phone = sim_phone(
+        "iPhone15,2",
+        "18.5",
+        WifiState::new(true, Some("Casa".to_owned())),
+        (91, true, true),
+        (128_000_000_000, 119_000_000_000, 55_000_000_000),
+        (false, true, NOW - 10 * HOUR),
+        vec![whatsapp],
+    );
+    let mut host = healthy_host();
+    host.local_backup.set_known(Some(
+        LocalBackup::new(ago(2 * HOUR), true, false).with_size(3_100_000_000),
+    ));
+    host.local_whatsapp
+        .set_known(backupd_rules::LocalWhatsapp::Chats {
+            messages: 312,
+            newest_message: Some(ago(3 * HOUR)),
+        });
+    Profile {
+        name: "d_healthy_whatsapp_local",
         phone,
         host,
         config: RulesConfig::default(),

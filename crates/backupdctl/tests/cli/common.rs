@@ -118,9 +118,11 @@ pub(crate) fn healthy_device() -> Device {
     }
 }
 
-/// A connected phone off Wi-Fi and off its charger.
+/// A connected phone off Wi-Fi and off its charger, whose last iCloud backup is 9 days old (without that, the
+/// Wi-Fi and the charger of the moment would be no evidence of a problem).
 pub(crate) fn problem_device() -> Device {
     let mut phone = healthy_phone();
+    phone.last_icloud_backup.set_known(Some(ago(9 * DAY)));
     phone.product_type.set_known("iPhone12,1".to_owned());
     phone.product_version.set_known("17.6.1".to_owned());
     phone.wifi.set_known(WifiState::new(false, None));
