@@ -142,6 +142,9 @@ impl BackupFile {
 
     /// The file's bytes, produced on demand.
     pub fn content(&self, seed: u64) -> Content {
+        if super::whatsapp::is_chat_storage(&self.domain, &self.relative_path) {
+            return Content::fixed(super::whatsapp::chat_storage(seed, self.generation));
+        }
         let key = fnv1a(&[
             &seed.to_le_bytes(),
             self.domain.as_bytes(),
@@ -152,6 +155,7 @@ impl BackupFile {
             key,
             position: 0,
             len: self.size,
+            fixed: None,
         }
     }
 }
@@ -162,9 +166,20 @@ pub struct Content {
     key: u64,
     position: u64,
     len: u64,
+    /// Real bytes instead of generated ones (WhatsApp's chat database).
+    fixed: Option<std::sync::Arc<Vec<u8>>>,
 }
 
 impl Content {
+    fn fixed(bytes: std::sync::Arc<Vec<u8>>) -> Self {
+        Self {
+            key: 0,
+            position: 0,
+            len: bytes.len() as u64,
+            fixed: Some(bytes),
+        }
+    }
+
     /// Bytes not read yet.
     pub fn remaining(&self) -> u64 {
         self.len - self.position
@@ -175,6 +190,12 @@ impl Content {
         let n = usize::try_from(self.remaining())
             .unwrap_or(usize::MAX)
             .min(buf.len());
+        if let Some(bytes) = &self.fixed {
+            let start = usize::try_from(self.position).unwrap_or(usize::MAX);
+            buf[..n].copy_from_slice(&bytes[start..start + n]);
+            self.position += n as u64;
+            return n;
+        }
         let mut i = 0;
         while i < n {
             let pos = self.position + i as u64;
@@ -280,13 +301,14 @@ impl FileSet {
     /// The regular files, listed ones first.
     pub fn files(&self) -> impl Iterator<Item = BackupFile> + '_ {
         let listed = self.listed.iter().map(|f| {
-            BackupFile::file(
-                &f.domain,
-                &f.path,
-                f.size,
-                f.mode,
-                f.generation + self.touched(&f.domain, &f.path),
-            )
+            let generation = f.generation + self.touched(&f.domain, &f.path);
+            // WhatsApp's chat database is a real SQLite file: its size is its own, not the profile's.
+            let size = if super::whatsapp::is_chat_storage(&f.domain, &f.path) {
+                super::whatsapp::chat_storage(self.seed, generation).len() as u64
+            } else {
+                f.size
+            };
+            BackupFile::file(&f.domain, &f.path, size, f.mode, generation)
         });
         let generated = self.generated.clone().map(|(path, size)| {
             let generation = self.touched(GENERATED_DOMAIN, &path);

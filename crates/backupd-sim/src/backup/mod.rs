@@ -22,6 +22,7 @@ mod link;
 mod manifest;
 pub mod profile;
 mod service;
+pub mod whatsapp;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
