@@ -3,9 +3,11 @@
 //! - [`store`]: the folder layout, staging, the journaled commit, hard-linked versions, recovery.
 //! - [`verify`]: checking that a backup holds what its `Manifest.db` lists.
 //! - [`engine`]: the host side of a mobilebackup2 backup, into the store.
+//! - [`inspect`]: what a finished backup holds (WhatsApp's chats), read-only.
 //!
 //! This crate spawns no tasks; the daemon runs backups as jobs.
 
 pub mod engine;
+pub mod inspect;
 pub mod store;
 pub mod verify;

@@ -97,6 +97,8 @@ pub struct Newest {
     pub verified: bool,
     /// Whether it is encrypted.
     pub encrypted: bool,
+    /// The bytes its files hold, as its verification counted them; `None` when it has not been verified.
+    pub bytes: Option<u64>,
 }
 
 /// A complete backup kept on the host.
@@ -418,13 +420,14 @@ impl Store {
         let encrypted = plist_dict(&current.join("Manifest.plist"))
             .and_then(|m| m.get("IsEncrypted").and_then(plist::Value::as_boolean))
             .unwrap_or(false);
-        let verified = self
+        let record = self
             .verification(udid)
-            .is_some_and(|r| r.ok && r.backup_date == Some(date));
+            .filter(|r| r.ok && r.backup_date == Some(date));
         Some(Newest {
             date,
-            verified,
+            verified: record.is_some(),
             encrypted,
+            bytes: record.map(|r| r.bytes),
         })
     }
 
