@@ -148,12 +148,18 @@ impl Task {
         }
     }
 
-    fn diagnose(&self, snap: &backupd_rules::Snapshot) -> Diagnosis {
-        let host = crate::host::facts(
-            &self.ctx.settings.backup_dir,
-            Some(&self.device.udid),
-            UsbmuxdStatus::Reachable,
-        );
+    async fn diagnose(&self, snap: &backupd_rules::Snapshot) -> Diagnosis {
+        // Reading the backup folder (and, once per backup, WhatsApp's chat database in it) is blocking work.
+        let dir = self.ctx.settings.backup_dir.clone();
+        let udid = self.device.udid.clone();
+        let address = self.ctx.muxd.address().to_string();
+        let host = tokio::task::spawn_blocking(move || {
+            crate::host::facts(&dir, Some(&udid), UsbmuxdStatus::Reachable, &address)
+        })
+        .await
+        .unwrap_or_else(|_| {
+            backupd_rules::HostFacts::unread(backupd_rules::UnknownReason::QueryFailed)
+        });
         backupd_rules::diagnose(
             snap,
             &host,
@@ -187,7 +193,7 @@ impl Task {
                 Ok(t) => t,
                 Err(problem) => {
                     if let Some(state) = pairing_state(&problem) {
-                        let diagnosis = self.diagnose(&snapshot::untrusted(state));
+                        let diagnosis = self.diagnose(&snapshot::untrusted(state)).await;
                         self.report(Report::Diagnosis {
                             udid: self.device.udid.clone(),
                             diagnosis: Box::new(diagnosis),
@@ -233,7 +239,7 @@ impl Task {
             identity,
         })
         .await;
-        let diagnosis = self.diagnose(&snap);
+        let diagnosis = self.diagnose(&snap).await;
         let problems = diagnosis
             .findings
             .iter()

@@ -1,8 +1,14 @@
 //! Facts about the host: free space where backups go, the local backups of a phone, usbmuxd.
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
 
-use backupd_rules::{HostFacts, HostOs, LocalBackup, Timestamp, UnknownReason, UsbmuxdStatus};
+use backupd_backup::inspect::{self, Whatsapp};
+use backupd_rules::{
+    Fact, HostFacts, HostOs, LocalBackup, LocalWhatsapp, Source, Timestamp, UnknownReason,
+    UsbmuxdStatus,
+};
 
 /// Free bytes for an unprivileged writer on the file system holding `path` (or its nearest existing parent).
 pub fn free_bytes(path: &Path) -> Option<u64> {
@@ -34,17 +40,68 @@ pub struct LocalBackups {
 /// Looks at the store of the phone: its newest complete backup, and what an interrupted run left.
 pub fn local_backups(backup_dir: &Path, udid: &str) -> LocalBackups {
     let store = backupd_backup::store::Store::new(backup_dir);
-    let latest = store
-        .newest(udid)
-        .map(|b| LocalBackup::new(Timestamp::from_unix_secs(b.date), b.verified, b.encrypted));
+    let latest = store.newest(udid).map(|b| {
+        let backup = LocalBackup::new(Timestamp::from_unix_secs(b.date), b.verified, b.encrypted);
+        match b.bytes {
+            Some(bytes) => backup.with_size(bytes),
+            None => backup,
+        }
+    });
     LocalBackups {
         latest,
         unfinished: store.has_leftover(udid),
     }
 }
 
-/// The host facts for one phone (or none, for host-only checks).
-pub fn facts(backup_dir: &Path, udid: Option<&str>, usbmuxd: UsbmuxdStatus) -> HostFacts {
+/// What the newest backup in `folder` (dated `date`) holds of WhatsApp's chats. A backup never changes once
+/// finished, so the answer is kept per folder and date: the chat database is read once per backup, not at every
+/// diagnosis.
+pub fn local_whatsapp(folder: &Path, date: Timestamp) -> Fact<LocalWhatsapp> {
+    type Cache = Mutex<HashMap<PathBuf, (i64, Fact<LocalWhatsapp>)>>;
+    static SEEN: OnceLock<Cache> = OnceLock::new();
+    let seen = SEEN.get_or_init(|| Mutex::new(HashMap::new()));
+    let lock = |m: &'static Cache| match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    };
+    if let Some((d, fact)) = lock(seen).get(folder)
+        && *d == date.unix_secs()
+    {
+        return fact.clone();
+    }
+    let source = Source::host(backupd_rules::LOCAL_WHATSAPP_SOURCE);
+    let fact = match inspect::whatsapp(folder) {
+        Ok(found) => Fact::known(
+            match found {
+                Whatsapp::Chats {
+                    messages,
+                    newest_message,
+                } => LocalWhatsapp::Chats {
+                    messages,
+                    newest_message: newest_message.map(Timestamp::from_unix_secs),
+                },
+                Whatsapp::Encrypted => LocalWhatsapp::Encrypted,
+                _ => LocalWhatsapp::Absent,
+            },
+            source,
+        ),
+        Err(error) => {
+            tracing::warn!(folder = %folder.display(), %error, "could not look for WhatsApp's chats in the backup");
+            Fact::unknown(UnknownReason::QueryFailed, source)
+        }
+    };
+    lock(seen).insert(folder.to_owned(), (date.unix_secs(), fact.clone()));
+    fact
+}
+
+/// The host facts for one phone (or none, for host-only checks). `usbmuxd_address` is the socket the daemon
+/// really uses, so the evidence names it.
+pub fn facts(
+    backup_dir: &Path,
+    udid: Option<&str>,
+    usbmuxd: UsbmuxdStatus,
+    usbmuxd_address: &str,
+) -> HostFacts {
     let mut host = HostFacts::unread(UnknownReason::NotQueried);
     host.os.set_known(if cfg!(target_os = "linux") {
         HostOs::Linux
@@ -53,13 +110,20 @@ pub fn facts(backup_dir: &Path, udid: Option<&str>, usbmuxd: UsbmuxdStatus) -> H
     } else {
         HostOs::Other
     });
-    host.usbmuxd.set_known(usbmuxd);
+    host.usbmuxd = Fact::known(
+        usbmuxd,
+        Source::host(&format!("connect({usbmuxd_address})")),
+    );
     match free_bytes(backup_dir) {
         Some(free) => host.backup_dir_free.set_known(free),
         None => host.backup_dir_free.set_unknown(UnknownReason::QueryFailed),
     }
     if let Some(udid) = udid {
         let local = local_backups(backup_dir, udid);
+        if let Some(latest) = &local.latest {
+            let folder = backupd_backup::store::Store::new(backup_dir).current_dir(udid);
+            host.local_whatsapp = local_whatsapp(&folder, latest.date);
+        }
         host.local_backup.set_known(local.latest);
         host.unfinished_backup.set_known(local.unfinished);
     }

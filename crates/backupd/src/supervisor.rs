@@ -403,7 +403,8 @@ impl Supervisor {
             MuxerState::Connected => UsbmuxdStatus::Reachable,
             MuxerState::Unavailable => UsbmuxdStatus::Unreachable,
         };
-        let facts = crate::host::facts(&self.ctx.settings.backup_dir, None, status);
+        let address = self.ctx.muxd.address().to_string();
+        let facts = crate::host::facts(&self.ctx.settings.backup_dir, None, status, &address);
         let now = Timestamp::from_unix_secs(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
