@@ -95,7 +95,7 @@ pub use facts::{
     App, Fact, HostFacts, HostOs, LOCAL_WHATSAPP_SOURCE, LocalBackup, LocalWhatsapp, PairingState,
     Snapshot, Source, UnknownReason, UsbmuxdStatus, WHATSAPP_BUNDLE_ID, WifiState,
 };
-pub use render::render_text;
+pub use render::{render_checks, render_plans, render_text};
 pub use time::Timestamp;
 
 /// Diagnoses a phone: runs every check against the facts and returns the results, findings and escalation plan.

@@ -3,12 +3,21 @@
 use std::fmt::Write as _;
 
 use crate::catalog::{Lang, ui};
-use crate::diagnosis::{Arg, Diagnosis, Evidence, Outcome, Step};
+use crate::diagnosis::{Arg, Diagnosis, Escalation, Evidence, Outcome, Step};
 use crate::facts::{Source, UnknownReason};
 
 /// Renders `diagnosis` in `lang`: what was checked and passed, then the problems with their evidence and numbered
 /// remedy steps, then what could not be checked with how to check it by hand, then the escalation plan.
 pub fn render_text(diagnosis: &Diagnosis, lang: Lang) -> String {
+    let mut out = render_checks(diagnosis, lang);
+    out.push('\n');
+    out.push_str(&render_plans(&[("", &diagnosis.escalation)], lang));
+    out
+}
+
+/// [`render_text`] without the escalation plan: for a report of several phones, whose plans
+/// [`render_plans`] prints once, after them.
+pub fn render_checks(diagnosis: &Diagnosis, lang: Lang) -> String {
     let mut out = String::new();
     // Writing to a String cannot fail; the results are ignored on purpose.
     let _ = writeln!(out, "{}\n", ui("heading", lang));
@@ -77,19 +86,55 @@ pub fn render_text(diagnosis: &Diagnosis, lang: Lang) -> String {
         }
     }
 
-    let plan = &diagnosis.escalation;
+    out.truncate(out.trim_end().len());
+    out.push('\n');
+    out
+}
+
+/// The escalation plan once for several phones, each given as (name, its plan): the stages in order, and where
+/// a stage's steps differ between phones (the local backup and DFU stages depend on each phone's backup), each
+/// version of the steps once, under the names of the phones it is for. With one phone (or identical plans) this
+/// is exactly the plan of [`render_text`].
+pub fn render_plans(plans: &[(&str, &Escalation)], lang: Lang) -> String {
+    let mut out = String::new();
+    let Some((_, first)) = plans.first() else {
+        return out;
+    };
     let _ = writeln!(out, "{}\n", ui("escalation", lang));
-    let intro = if plan.simple_checks_passed {
+    let intro = if plans.iter().all(|(_, p)| p.simple_checks_passed) {
         "escalation.intro_passed"
     } else {
         "escalation.intro_pending"
     };
     let _ = writeln!(out, "{}\n", ui(intro, lang));
-    for (n, stage) in plan.stages.iter().enumerate() {
+    for (n, stage) in first.stages.iter().enumerate() {
         let letter = char::from(b'A'.saturating_add(u8::try_from(n).unwrap_or(u8::MAX)));
         let _ = writeln!(out, "{letter}. {}", stage.title.render(lang));
         let _ = writeln!(out, "   {}", stage.explanation.render(lang));
-        steps(&mut out, &stage.steps, "   ", lang);
+        // Each distinct rendering of this stage's steps, with the phones it belongs to, in first-seen order.
+        let mut versions: Vec<(String, Vec<&str>)> = Vec::new();
+        for (name, plan) in plans {
+            let mut text = String::new();
+            if let Some(s) = plan.stages.iter().find(|s| s.id == stage.id) {
+                steps(&mut text, &s.steps, "", lang);
+            }
+            match versions.iter_mut().find(|(t, _)| *t == text) {
+                Some((_, names)) => names.push(name),
+                None => versions.push((text, vec![name])),
+            }
+        }
+        let single = versions.len() == 1;
+        for (text, names) in versions {
+            let indent = if single {
+                "   "
+            } else {
+                let _ = writeln!(out, "   {}:", names.join(", "));
+                "     "
+            };
+            for line in text.lines() {
+                let _ = writeln!(out, "{indent}{line}");
+            }
+        }
         out.push('\n');
     }
     out.truncate(out.trim_end().len());

@@ -176,3 +176,39 @@ fn profiles_find_what_they_were_built_to_show() {
     assert!(position("5 GB") < position("interruttore"));
     assert!(position("interruttore") < position("manutenzione"));
 }
+
+#[test]
+fn plans_of_several_phones_print_each_stage_once_and_name_the_phones_where_they_differ() {
+    let (a, b, c) = (
+        profile_a().diagnose(),
+        profile_b().diagnose(),
+        profile_c().diagnose(),
+    );
+    let plans = [
+        ("Anna", &a.escalation),
+        ("Bruno", &b.escalation),
+        ("Carla", &c.escalation),
+    ];
+    let text = backupd_rules::render_plans(&plans, Lang::En);
+    for stage in ["A. ", "B. ", "C. ", "D. "] {
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with(stage)).count(),
+            1,
+            "{text}"
+        );
+    }
+    // Sign-out and reset are the same for everyone; the local backup and DFU stages depend on each phone.
+    let stage_b = &text[text.find("\nB. ").expect("B")..text.find("\nC. ").expect("C")];
+    assert!(!stage_b.contains("Anna"), "{stage_b}");
+    let stage_c = &text[text.find("\nC. ").expect("C")..text.find("\nD. ").expect("D")];
+    assert!(stage_c.contains("   Anna:"), "{stage_c}");
+    assert!(
+        stage_c.contains("   Bruno:") && stage_c.contains("   Carla:"),
+        "{stage_c}"
+    );
+    // Some phone has findings, so the plan says to fix them first.
+    assert!(text.contains("First fix the problems above"), "{text}");
+    // One phone: exactly the plan of the full report.
+    let one = backupd_rules::render_plans(&[("Anna", &a.escalation)], Lang::It);
+    assert!(render_text(&a, Lang::It).ends_with(&one));
+}

@@ -29,6 +29,10 @@ pub(crate) struct Options<'a> {
     pub(crate) timeout: Duration,
     /// Print the daemon's JSON.
     pub(crate) json: bool,
+    /// The full report of every phone even when there are several.
+    pub(crate) details: bool,
+    /// Width and colour of the text.
+    pub(crate) look: crate::summary::Look,
 }
 
 /// `backupdctl diagnose [UDID] [--timeout SECS] [--json]`.
@@ -125,7 +129,12 @@ pub(crate) async fn run(
     } else {
         Selection::These(requested)
     };
-    status::show(out, &body, &selection, &late, options.json, lang)
+    let view = status::View {
+        json: options.json,
+        details: options.details,
+        look: options.look,
+    };
+    status::show(out, &body, &selection, &late, view, &[], lang)
 }
 
 /// Takes the phone an event is about off the wait list when the event ends its wait.

@@ -29,6 +29,7 @@ mod job;
 mod notify;
 mod password;
 mod status;
+mod summary;
 mod text;
 mod watch;
 
@@ -124,6 +125,12 @@ struct StatusArgs {
     /// Print the daemon's JSON (a `Status`) instead of text; with a UDID, only that phone is in `devices`
     #[arg(long)]
     json: bool,
+    /// With several phones, the full report of each instead of one line per phone
+    #[arg(long)]
+    details: bool,
+    /// Fit the summary to this many columns [default: the terminal's width; no limit when not on a terminal]
+    #[arg(long, value_name = "COLUMNS")]
+    width: Option<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -249,6 +256,15 @@ pub fn run_with_terminal(
     };
     let mut env = Environment::from_process();
     env.terminal = stderr_is_terminal;
+    // Only the process itself (a terminal on stderr) looks at its stdout; in-process callers get plain text.
+    if stderr_is_terminal {
+        let term = console::Term::stdout();
+        if term.is_term() {
+            let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+            let width = term.size_checked().map(|(_, cols)| usize::from(cols));
+            env.stdout = Some((!no_color, width));
+        }
+    }
     match execute(cli, &env, out, err) {
         Ok(code) => code,
         Err(ExpectedError::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
@@ -267,6 +283,8 @@ struct Environment {
     passwords: password::FromEnv,
     /// Whether stderr is a terminal: progress bars, password prompts.
     terminal: bool,
+    /// Whether stdout is a terminal that may be coloured (and `NO_COLOR` is not set), and its width.
+    stdout: Option<(bool, Option<usize>)>,
 }
 
 impl Environment {
@@ -281,6 +299,17 @@ impl Environment {
                 .map(PathBuf::from),
             passwords: password::FromEnv::from_process(),
             terminal: false,
+            stdout: None,
+        }
+    }
+
+    /// How text may look on stdout: `width` if given, else the terminal's; colour on a terminal without
+    /// `NO_COLOR`.
+    fn look(&self, width: Option<usize>) -> summary::Look {
+        let (color, terminal_width) = self.stdout.unwrap_or((false, None));
+        summary::Look {
+            width: width.or(terminal_width),
+            color,
         }
     }
 }
@@ -316,12 +345,21 @@ fn execute(
     runtime.block_on(async {
         let client = Client::new(socket);
         match cli.command {
-            Cmd::Status(a) => status::run(&client, a.udid.as_deref(), a.json, lang, out).await,
+            Cmd::Status(a) => {
+                let view = status::View {
+                    json: a.json,
+                    details: a.details,
+                    look: env.look(a.width),
+                };
+                status::run(&client, a.udid.as_deref(), view, lang, out).await
+            }
             Cmd::Diagnose(a) => {
                 let options = diagnose::Options {
                     udid: a.udid.as_deref(),
                     timeout: Duration::from_secs(a.timeout),
                     json: a.json,
+                    details: false,
+                    look: env.look(None),
                 };
                 diagnose::run(&client, &options, lang, out, err).await
             }

@@ -4,10 +4,11 @@ use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::io::Write;
 
-use backupd_api::{Device, Phase, Status, exit};
+use backupd_api::{Device, Job, Jobs, Phase, Status, exit};
 use backupd_rules::{Diagnosis, Finding};
 
 use crate::client::{self, Client};
+use crate::summary::{self, Look};
 use crate::text::{self, Lang};
 use crate::{ExpectedError, normalize_udid, write_out};
 
@@ -31,11 +32,22 @@ pub(crate) struct Late {
     pub(crate) secs: u64,
 }
 
-/// `backupdctl status [UDID] [--json]`.
+/// How `status` shows the phones, besides which ones.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct View {
+    /// The daemon's JSON instead of text.
+    pub(crate) json: bool,
+    /// The full report of every phone shown, even when there are several.
+    pub(crate) details: bool,
+    /// Width and colour.
+    pub(crate) look: Look,
+}
+
+/// `backupdctl status [UDID] [--details] [--json]`.
 pub(crate) async fn run(
     client: &Client,
     udid: Option<&str>,
-    json: bool,
+    view: View,
     lang: Lang,
     out: &mut impl Write,
 ) -> Result<i32, ExpectedError> {
@@ -44,17 +56,30 @@ pub(crate) async fn run(
         Some(u) => Selection::One(u.to_owned()),
         None => Selection::Connected,
     };
-    show(out, &body, &selection, &Late::default(), json, lang)
+    // The summary shows running jobs; a daemon that cannot list them still gets its summary, without.
+    let mut jobs = Vec::new();
+    if !view.json && !view.details && udid.is_none() {
+        let status: Status = client::parse("GET /v1/devices", &body)?;
+        if status.devices.iter().filter(|d| d.connected).count() > 1
+            && let Ok(answer) = client.get(backupd_api::PATH_JOBS).await
+            && let Ok(list) = serde_json::from_slice::<Jobs>(&answer)
+        {
+            jobs = list.jobs;
+        }
+    }
+    show(out, &body, &selection, &Late::default(), view, &jobs, lang)
 }
 
 /// Prints the answer to `GET /v1/devices` for `selection`, as text or as the daemon's JSON, and returns the exit
-/// code.
+/// code. With several phones and no `details`, the text is a summary, one line each (`jobs` give the running
+/// ones); with one phone, or `details`, the full reports, and the escalation plan once after them.
 pub(crate) fn show(
     out: &mut impl Write,
     body: &[u8],
     selection: &Selection,
     late: &Late,
-    json: bool,
+    view: View,
+    jobs: &[Job],
     lang: Lang,
 ) -> Result<i32, ExpectedError> {
     let what = format!("GET {}", backupd_api::PATH_DEVICES);
@@ -63,8 +88,10 @@ pub(crate) fn show(
     let assessed: Vec<(&Device, Assessment)> =
         shown.iter().map(|d| (*d, assess(d, late, lang))).collect();
     let code = exit_code(&status, &assessed);
-    let text = if json {
+    let text = if view.json {
         json_text(&what, body, selection)?
+    } else if assessed.len() > 1 && !view.details {
+        render_summary(&status, &assessed, jobs, lang, view.look)
     } else {
         render(&status, &assessed, selection, lang)
     };
@@ -228,6 +255,35 @@ fn exit_code(status: &Status, assessed: &[(&Device, Assessment)]) -> i32 {
     }
 }
 
+/// Several phones, one line each (the host first, as in the full report).
+fn render_summary(
+    status: &Status,
+    assessed: &[(&Device, Assessment)],
+    jobs: &[Job],
+    lang: Lang,
+    look: Look,
+) -> String {
+    let mut host = String::new();
+    render_host(&mut host, status, lang);
+    let mut out = summary::wrapped(&host, look);
+    out.push('\n');
+    let rows: Vec<summary::Row> = assessed
+        .iter()
+        .map(|(d, a)| {
+            summary::Row::new(
+                d,
+                a.show_diagnosis && a.verdict != Verdict::NotReady,
+                jobs,
+                lang,
+            )
+        })
+        .collect();
+    out.push_str(&summary::render(&rows, lang, look));
+    out.push('\n');
+    out.push_str(&summary::wrapped(text::summary_hint(lang), look));
+    out
+}
+
 fn render(
     status: &Status,
     assessed: &[(&Device, Assessment)],
@@ -239,6 +295,18 @@ fn render(
     for (device, assessment) in assessed {
         out.push('\n');
         render_device(&mut out, device, assessment, lang);
+    }
+    // The escalation plan once, after the phones it applies to.
+    let names: Vec<String> = assessed.iter().map(|(d, _)| name(d, lang)).collect();
+    let plans: Vec<(&str, &backupd_rules::Escalation)> = assessed
+        .iter()
+        .zip(&names)
+        .filter(|((_, a), _)| a.show_diagnosis)
+        .filter_map(|((d, _), n)| d.diagnosis.as_ref().map(|g| (n.as_str(), &g.escalation)))
+        .collect();
+    if !plans.is_empty() {
+        out.push('\n');
+        out.push_str(&backupd_rules::render_plans(&plans, lang.rules()));
     }
     if assessed.is_empty() {
         // Writing to a String cannot fail; the results are ignored on purpose.
@@ -338,6 +406,6 @@ fn render_device(out: &mut String, device: &Device, assessment: &Assessment, lan
         && let Some(d) = &device.diagnosis
     {
         out.push('\n');
-        out.push_str(&backupd_rules::render_text(d, lang.rules()));
+        out.push_str(&backupd_rules::render_checks(d, lang.rules()));
     }
 }

@@ -397,6 +397,49 @@ pub(crate) fn notify_failed(lang: Lang, why: &str) -> String {
     )
 }
 
+// Status: the summary of several phones.
+
+pub(crate) fn no_problems(lang: Lang) -> &'static str {
+    pick(lang, "none", "nessuno")
+}
+
+pub(crate) fn none(lang: Lang) -> &'static str {
+    pick(lang, "none", "nessuno")
+}
+
+pub(crate) fn verified_word(lang: Lang, verified: bool) -> &'static str {
+    match (lang, verified) {
+        (Lang::En, true) => "verified",
+        (Lang::En, false) => "not verified",
+        (Lang::It, true) => "verificato",
+        (Lang::It, false) => "non verificato",
+    }
+}
+
+pub(crate) fn running_backup(lang: Lang, percent: f64) -> String {
+    pick(
+        lang,
+        format!("backup {}%", decimal(lang, percent, 0)),
+        format!("backup al {}%", decimal(lang, percent, 0)),
+    )
+}
+
+pub(crate) fn running_other(lang: Lang) -> &'static str {
+    pick(lang, "encryption change", "modifica della crittografia")
+}
+
+pub(crate) fn unnamed_short(lang: Lang) -> &'static str {
+    pick(lang, "(name not read yet)", "(nome non ancora letto)")
+}
+
+pub(crate) fn summary_hint(lang: Lang) -> &'static str {
+    pick(
+        lang,
+        "One iPhone in full: `backupdctl status UDID`. Every iPhone in full: `backupdctl status --details`.",
+        "Un iPhone nel dettaglio: `backupdctl status UDID`. Tutti gli iPhone nel dettaglio: `backupdctl status --details`.",
+    )
+}
+
 // Jobs: backups and encryption changes.
 
 /// A number with the decimal separator of `lang`.

@@ -13,4 +13,5 @@ mod encryption;
 mod errors;
 mod help;
 mod status;
+mod summary;
 mod watch;

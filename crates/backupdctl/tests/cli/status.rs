@@ -76,7 +76,7 @@ fn every_phone_counts_towards_the_exit_code() {
     let daemon = FakeDaemon::with_status(&status(vec![healthy_device(), problem_device()]));
     assert_eq!(run_on(&daemon, &["status"]).code, exit::PROBLEMS);
     let daemon = FakeDaemon::with_status(&status(vec![healthy_device(), trust_device()]));
-    let output = run_on(&daemon, &["--lang", "en", "status"]);
+    let output = run_on(&daemon, &["--lang", "en", "status", "--details"]);
     assert_eq!(output.code, exit::NOT_READY);
     assert!(
         output
