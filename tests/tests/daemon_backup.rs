@@ -237,3 +237,50 @@ async fn a_backup_asked_before_trust_waits_and_pairs_only_once() {
     );
     daemon.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_backup_the_whatsapp_check_says_which_chats_are_safe_here() {
+    // The WhatsApp phone without backup encryption, so the chat database in its backup can be read.
+    let mut profile = builtin("icloud-full-whatsapp").expect("profile");
+    profile.backup.password = None;
+    if let Some(d) = profile.lockdown.get_mut("com.apple.mobile.backup") {
+        d.insert("WillEncrypt".into(), toml::Value::Boolean(false));
+    }
+    let udid = profile.identity.udid.clone();
+    let sim = SimRig::start(vec![profile]).await;
+    let daemon = DaemonRig::start(sim.dir.path(), &sim.socket).await;
+    let is_ready = |s: &Status| {
+        s.devices
+            .iter()
+            .any(|d| d.udid == udid && d.phase == Phase::Ready)
+    };
+    daemon.wait_for(20, "a diagnosis", is_ready).await;
+    let mut events = Events::subscribe(&daemon.api).await;
+    let (code, body) = post_json(&daemon.api, &format!("/v1/devices/{udid}/backup"), "{}").await;
+    assert_eq!(code, 202, "{body}");
+    let job: Job = serde_json::from_str(&body).expect("job");
+    let done = finished(&mut events, job.id).await;
+    assert_eq!(done.state, JobState::Succeeded, "{done:?}");
+
+    let first_step = |s: &Status| -> Option<String> {
+        let d = s.devices.iter().find(|d| d.udid == udid)?;
+        let f = d
+            .diagnosis
+            .as_ref()?
+            .findings
+            .iter()
+            .find(|f| f.id.as_str() == "whatsapp.icloud_backup")?;
+        Some(f.remedies.first()?.text.render(backupd_rules::Lang::En))
+    };
+    let status = daemon
+        .wait_for(20, "the WhatsApp chats in the diagnosis", |s| {
+            first_step(s).is_some_and(|t| t.contains("are safe on this computer"))
+        })
+        .await;
+    let said = first_step(&status).unwrap_or_default();
+    assert!(
+        said.contains("up to 2026-11-20 21:47 UTC") && said.contains("312 messages"),
+        "{said}"
+    );
+    daemon.stop().await;
+}

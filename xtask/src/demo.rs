@@ -109,6 +109,26 @@ pub(crate) fn run(
     let mut status = ctl(&["status"])
         .status()
         .context("failed to run backupdctl")?;
+    if profiles.len() > 1 {
+        // Several phones give a summary, one line each; then the phone with the most findings in full.
+        let out = ctl(&["status", "--json"])
+            .output()
+            .context("failed to run backupdctl")?;
+        let udid = serde_json::from_slice::<serde_json::Value>(&out.stdout)
+            .ok()
+            .and_then(|v| v["devices"].as_array().cloned())
+            .and_then(|devices| {
+                devices
+                    .into_iter()
+                    .max_by_key(|d| d["diagnosis"]["findings"].as_array().map_or(0, Vec::len))
+                    .and_then(|d| d["udid"].as_str().map(str::to_owned))
+            })
+            .context("no phone to show")?;
+        println!("\n$ backupdctl status {udid}");
+        ctl(&["status", &udid])
+            .status()
+            .context("failed to run backupdctl")?;
+    }
     if backup {
         let out = ctl(&["status", "--json"])
             .output()

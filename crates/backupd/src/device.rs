@@ -73,6 +73,41 @@ pub struct Context {
     pub settings: Settings,
     /// The usbmuxd client.
     pub muxd: Muxd,
+    /// Phones (normalised UDIDs) with a job running: their staging folder is in use, not left over.
+    pub jobs_running: std::sync::Mutex<std::collections::HashSet<String>>,
+}
+
+impl Context {
+    /// A context with no job running.
+    pub fn new(settings: Settings, muxd: Muxd) -> Self {
+        Self {
+            settings,
+            muxd,
+            jobs_running: std::sync::Mutex::default(),
+        }
+    }
+
+    /// Marks a job of `udid` as running or ended.
+    pub fn set_job_running(&self, udid: &str, running: bool) {
+        let key = backupd_proto::usbmuxd::normalize_udid(udid);
+        let mut set = match self.jobs_running.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if running {
+            set.insert(key);
+        } else {
+            set.remove(&key);
+        }
+    }
+
+    fn job_running(&self, udid: &str) -> bool {
+        let key = backupd_proto::usbmuxd::normalize_udid(udid);
+        match self.jobs_running.lock() {
+            Ok(g) => g.contains(&key),
+            Err(poisoned) => poisoned.into_inner().contains(&key),
+        }
+    }
 }
 
 fn now() -> i64 {
@@ -160,6 +195,14 @@ impl Task {
         .unwrap_or_else(|_| {
             backupd_rules::HostFacts::unread(backupd_rules::UnknownReason::QueryFailed)
         });
+        let mut host = host;
+        // A running backup writes in its staging folder: that is work in progress, not an interrupted run.
+        if self.ctx.job_running(&self.device.udid) {
+            host.unfinished_backup = backupd_rules::Fact::known(
+                false,
+                backupd_rules::Source::host("staging folder in use by the running job"),
+            );
+        }
         backupd_rules::diagnose(
             snap,
             &host,

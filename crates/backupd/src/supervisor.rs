@@ -125,10 +125,7 @@ pub async fn run(
         jobs: BTreeMap::new(),
         next_job: 1,
         job_reports: job_tx,
-        ctx: Arc::new(Context {
-            settings,
-            muxd: muxd.clone(),
-        }),
+        ctx: Arc::new(Context::new(settings, muxd.clone())),
         store,
         running: BTreeMap::new(),
         muxer: MuxerState::Unavailable,
@@ -519,6 +516,7 @@ impl Supervisor {
         };
         tracing::info!(job = id, udid = device.udid, kind = ?kind, full, "job started");
         let cancel = self.cancel.child_token();
+        self.ctx.set_job_running(&device.udid, true);
         self.jobs.insert(
             id,
             JobEntry {
@@ -550,6 +548,7 @@ impl Supervisor {
                 let Some(j) = self.jobs.get_mut(&id) else {
                     return;
                 };
+                self.ctx.set_job_running(&j.view.udid, false);
                 j.view.state = ended.state;
                 j.view.error = ended.error;
                 j.view.device_error_code = ended.device_error_code;
