@@ -171,6 +171,7 @@ fn collect_rs(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
 /// Everything CI runs.
 pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     peers::ensure(root)?;
+    crate::dist::ensure_cargo_deb()?;
     let pmd3 = peers::pymobiledevice3(root);
     let pmd3 = pmd3.to_str().context("non-UTF-8 path")?;
     cargo(root, &["fmt", "--all", "--", "--check"], &[])?;
@@ -230,6 +231,9 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
         &[("RUSTDOCFLAGS", "-D warnings")],
     )?;
     cargo(root, &["check", "--manifest-path", "fuzz/Cargo.toml"], &[])?;
+    // The Debian package: built, installed with dpkg, checked, purged.
+    let deb = crate::dist::dist(root)?;
+    crate::dist::check(&deb)?;
     eprintln!("xtask ci: all checks passed");
     Ok(())
 }

@@ -6,6 +6,7 @@ mod bench;
 mod ci;
 mod codegen;
 mod demo;
+mod dist;
 mod docs;
 mod install;
 mod peers;
@@ -35,6 +36,8 @@ tasks:
                      (default prefix /usr/local)
   uninstall [--prefix DIR]
                      remove what install recorded for that prefix
+  dist [--check]     build target/dist/backupd_<version>_<arch>.deb with cargo-deb; with --check, also
+                     install it with dpkg (as root), check files, modes, group and binaries, then purge it
   bench [status]     measure backupd against ideviceinfo on the simulator and print ratios
   bench backup [BYTES]
                      back up the same simulated phone (default 1 GiB of files from 1 KB to 100 MB) with
@@ -123,6 +126,11 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             } else {
                 install::uninstall(&prefix)
             }
+        }
+        "dist" => {
+            let check = flags(rest, &["--check"])?.contains(&"--check");
+            let deb = dist::dist(&root)?;
+            if check { dist::check(&deb) } else { Ok(()) }
         }
         "bench" => bench::run(&root, rest),
         // Internal: the measuring helper of `bench`.
