@@ -169,6 +169,15 @@ pub struct DaemonRig {
 impl DaemonRig {
     /// Starts `backupd` on `folder`, following the muxer at `usbmuxd`.
     pub async fn start(folder: &Path, usbmuxd: &Path) -> Self {
+        Self::start_with(folder, usbmuxd, |_| {}).await
+    }
+
+    /// Like [`DaemonRig::start`], with config keys set by `configure` on top of the rig's.
+    pub async fn start_with(
+        folder: &Path,
+        usbmuxd: &Path,
+        configure: impl FnOnce(&mut backupd::config::FileConfig),
+    ) -> Self {
         let api = folder.join("api.sock");
         let state_dir = folder.join("daemon-state");
         let backup_dir = folder.join("backups");
@@ -181,6 +190,8 @@ impl DaemonRig {
             refresh_secs: Some(3600),
             ..backupd::config::FileConfig::default()
         };
+        let mut file = file;
+        configure(&mut file);
         let settings = backupd::Settings::resolve(file, &backupd::config::Environment::default())
             .expect("settings resolve");
         let listener = backupd::server::bind(&api, None).expect("API socket");

@@ -82,6 +82,34 @@ pub(crate) fn ensure(root: &Path) -> anyhow::Result<()> {
             bail!("still missing after install: {}", still.join(", "));
         }
     }
+    if !on_path("promtool") {
+        // `promtool check metrics` checks the daemon's GET /metrics (tests/tests/metrics.rs).
+        eprintln!("xtask: installing Debian's prometheus (for promtool)");
+        if !on_path("apt-get") {
+            bail!("promtool is missing and apt-get is not available: install Debian's prometheus");
+        }
+        let sudo: &[&str] = if is_root() { &[] } else { &["sudo"] };
+        let mut all: Vec<&str> = sudo.to_vec();
+        all.extend_from_slice(&[
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "prometheus",
+        ]);
+        let mut cmd = Command::new(all[0]);
+        cmd.args(&all[1..]).env("DEBIAN_FRONTEND", "noninteractive");
+        if run(&mut cmd).is_err() {
+            let mut update: Vec<&str> = sudo.to_vec();
+            update.extend_from_slice(&["apt-get", "update", "-qq"]);
+            run(Command::new(update[0]).args(&update[1..]))?;
+            run(&mut cmd)?;
+        }
+        if !on_path("promtool") {
+            bail!("promtool is still missing after installing prometheus");
+        }
+    }
     let pmd3 = pymobiledevice3(root);
     if !pmd3.is_file() {
         eprintln!(

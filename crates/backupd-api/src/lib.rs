@@ -29,6 +29,8 @@ pub const PATH_INFO: &str = "/v1/info";
 /// `GET`: every backup job since the daemon started ([`Jobs`]); `GET /v1/jobs/{id}` one [`Job`];
 /// `POST /v1/jobs/{id}/cancel` stops a running one.
 pub const PATH_JOBS: &str = "/v1/jobs";
+/// `GET`: the daemon's metrics in the Prometheus text format (not JSON; outside `/v1`, where scrapers look).
+pub const PATH_METRICS: &str = "/metrics";
 /// Under [`PATH_DEVICE_PREFIX`]`{udid}`: `POST …/backup` with a [`BackupStart`] body starts a backup job
 /// (answers 202 with the [`Job`], 409 when the phone already has one, 404 when it is not attached);
 /// `GET …/backups` lists the local backups ([`BackupList`]); `POST …/encryption` with an

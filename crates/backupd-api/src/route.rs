@@ -8,7 +8,7 @@
 
 use crate::{
     DEVICE_BACKUP, DEVICE_BACKUPS, DEVICE_ENCRYPTION, PATH_DEVICE_PREFIX, PATH_DEVICES,
-    PATH_DIAGNOSE_ALL, PATH_EVENTS, PATH_INFO, PATH_JOBS,
+    PATH_DIAGNOSE_ALL, PATH_EVENTS, PATH_INFO, PATH_JOBS, PATH_METRICS,
 };
 
 /// The longest request path (without the query) the daemon reads; the longest valid one is about 70 bytes.
@@ -42,6 +42,8 @@ pub enum Route {
     Job(u64),
     /// `POST /v1/jobs/{id}/cancel`.
     JobCancel(u64),
+    /// `GET /metrics`.
+    Metrics,
 }
 
 impl Route {
@@ -138,6 +140,7 @@ pub fn parse(method: &str, path: &str) -> Result<Route, RouteError> {
         PATH_EVENTS => return allow(get, Route::Events),
         PATH_DIAGNOSE_ALL => return allow(post, Route::DiagnoseAll),
         PATH_JOBS => return allow(get, Route::Jobs),
+        PATH_METRICS => return allow(get, Route::Metrics),
         _ => {}
     }
     let not_found = || RouteError::NotFound(shown(path));

@@ -27,6 +27,9 @@ pub enum ConfigError {
         #[source]
         source: toml::de::Error,
     },
+    /// `metrics_listen` is not a loopback socket address.
+    #[error("metrics_listen = {0:?}: give a loopback address with a port, such as 127.0.0.1:9559")]
+    MetricsListen(String),
     /// No default location could be worked out.
     #[error("cannot choose a default for {0}: set it in the config file or with its flag")]
     NoDefault(&'static str),
@@ -70,6 +73,9 @@ pub struct FileConfig {
     pub backup_versions: Option<usize>,
     /// Refuse to start a backup with less free space than this where backups go (default 256 MiB).
     pub backup_min_free_bytes: Option<u64>,
+    /// A loopback address (`127.0.0.1:9559`, `[::1]:9559`) on which to serve `GET /metrics` over TCP for a
+    /// Prometheus scraper; off when absent. The Unix socket always serves it.
+    pub metrics_listen: Option<String>,
     /// Thresholds of the rules.
     pub rules: RulesConfig,
 }
@@ -113,6 +119,8 @@ pub struct Settings {
     pub backup_versions: usize,
     /// The free-space floor for starting a backup.
     pub backup_min_free_bytes: u64,
+    /// The loopback TCP address of the metrics listener, if any.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// Rules thresholds.
     pub rules: RulesConfig,
 }
@@ -185,7 +193,16 @@ impl Settings {
             Some(a) => backupd_proto::usbmuxd::Address::parse(&a),
             None => backupd_proto::usbmuxd::Address::from_env_value(env.usbmuxd_env.as_deref()),
         };
+        // The TCP listener has no access control of its own: only this host may reach it.
+        let metrics_listen = match file.metrics_listen {
+            None => None,
+            Some(text) => match text.parse::<std::net::SocketAddr>() {
+                Ok(addr) if addr.ip().is_loopback() => Some(addr),
+                _ => return Err(ConfigError::MetricsListen(text)),
+            },
+        };
         Ok(Self {
+            metrics_listen,
             socket,
             group: Some(file.group.unwrap_or_else(|| "backupd".into())).filter(|g| !g.is_empty()),
             usbmuxd,
@@ -270,6 +287,39 @@ mod tests {
         assert_eq!(s.log_format, LogFormat::Json);
         assert_eq!(s.refresh, std::time::Duration::from_secs(60));
         assert_eq!(s.backup_versions, 2);
+    }
+
+    #[test]
+    fn the_metrics_listener_is_loopback_only() {
+        let root = &Environment {
+            root: true,
+            ..Environment::default()
+        };
+        let resolve = |v: &str| {
+            let file: FileConfig =
+                toml::from_str(&format!("metrics_listen = {v:?}")).expect("parses");
+            Settings::resolve(file, &root)
+        };
+        let ok = resolve("127.0.0.1:9559").expect("loopback v4");
+        assert_eq!(
+            ok.metrics_listen,
+            Some("127.0.0.1:9559".parse().expect("addr"))
+        );
+        assert!(resolve("[::1]:9559").is_ok());
+        assert!(matches!(
+            resolve("0.0.0.0:9559"),
+            Err(ConfigError::MetricsListen(_))
+        ));
+        assert!(matches!(
+            resolve("192.168.1.2:9559"),
+            Err(ConfigError::MetricsListen(_))
+        ));
+        assert!(matches!(
+            resolve("localhost"),
+            Err(ConfigError::MetricsListen(_))
+        ));
+        let off = Settings::resolve(FileConfig::default(), &root).expect("ok");
+        assert_eq!(off.metrics_listen, None);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod device;
 pub mod host;
 pub mod jobs;
+pub mod metrics;
 pub mod server;
 pub mod snapshot;
 pub mod state;
@@ -25,6 +26,7 @@ pub use config::Settings;
 /// Runs the daemon on an already bound API socket until `shutdown` completes.
 pub async fn run(settings: Settings, listener: UnixListener, shutdown: impl Future<Output = ()>) {
     let store = state::Store::load(&settings.state_dir);
+    let metrics_listen = settings.metrics_listen;
     let (handles_tx, handles_rx) = oneshot::channel();
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -35,6 +37,22 @@ pub async fn run(settings: Settings, listener: UnixListener, shutdown: impl Futu
     };
     let api = async {
         if let Ok(handles) = handles_rx.await {
+            if let Some(addr) = metrics_listen {
+                match tokio::net::TcpListener::bind(addr).await {
+                    Ok(l) => {
+                        tracing::info!(%addr, "serving GET /metrics over TCP");
+                        tracker.spawn(metrics::serve_tcp(
+                            l,
+                            handles.clone(),
+                            cancel.clone(),
+                            tracker.clone(),
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::error!(%addr, error = %e, "cannot open the metrics listener")
+                    }
+                }
+            }
             server::serve(listener, handles, cancel.clone(), tracker.clone()).await;
         }
     };

@@ -248,6 +248,7 @@ async fn route(
                 lang: handles.lang.as_str().into(),
             },
         ),
+        Route::Metrics => crate::metrics::respond(&handles).await,
         Route::Events => {
             // Each subscriber holds a connection for as long as it likes: their number is bounded apart.
             let Ok(permit) = streams.try_acquire_owned() else {

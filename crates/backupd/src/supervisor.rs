@@ -81,6 +81,8 @@ pub struct Handles {
     pub lang: backupd_rules::Lang,
     /// Where local backups are.
     pub backup_dir: std::path::PathBuf,
+    /// The counters behind `GET /metrics`.
+    pub metrics: crate::metrics::Metrics,
 }
 
 struct JobEntry {
@@ -89,6 +91,7 @@ struct JobEntry {
 }
 
 struct Supervisor {
+    metrics: crate::metrics::Metrics,
     jobs: BTreeMap<u64, JobEntry>,
     next_job: u64,
     job_reports: mpsc::Sender<jobs::JobReport>,
@@ -122,6 +125,7 @@ pub async fn run(
     let (job_tx, mut job_rx) = mpsc::channel(256);
     recover_backups(&settings.backup_dir);
     let mut sup = Supervisor {
+        metrics: crate::metrics::Metrics::default(),
         jobs: BTreeMap::new(),
         next_job: 1,
         job_reports: job_tx,
@@ -152,6 +156,7 @@ pub async fn run(
         events,
         lang,
         backup_dir: sup.ctx.settings.backup_dir.clone(),
+        metrics: sup.metrics.clone(),
     });
     sup.tracker
         .spawn(watch_muxer(muxd, muxer_tx, sup.cancel.clone()));
@@ -556,6 +561,7 @@ impl Supervisor {
                 j.view.finished_at = Some(unix_now());
                 let job = j.view.clone();
                 tracing::info!(job = id, udid = job.udid, state = ?job.state, error = job.error, "job ended");
+                self.metrics.job_ended(&job);
                 self.store.record_job(job.clone());
                 self.store.save();
                 // The local backup changed: the phone's diagnosis should say so.
