@@ -298,7 +298,7 @@ mod tests {
         let resolve = |v: &str| {
             let file: FileConfig =
                 toml::from_str(&format!("metrics_listen = {v:?}")).expect("parses");
-            Settings::resolve(file, &root)
+            Settings::resolve(file, root)
         };
         let ok = resolve("127.0.0.1:9559").expect("loopback v4");
         assert_eq!(
@@ -318,7 +318,7 @@ mod tests {
             resolve("localhost"),
             Err(ConfigError::MetricsListen(_))
         ));
-        let off = Settings::resolve(FileConfig::default(), &root).expect("ok");
+        let off = Settings::resolve(FileConfig::default(), root).expect("ok");
         assert_eq!(off.metrics_listen, None);
     }
 

@@ -37,6 +37,7 @@ async fn start(limits: Limits) -> Rig {
         events,
         lang: backupd_rules::Lang::En,
         backup_dir: dir.path().join("backups"),
+        metrics: backupd::metrics::Metrics::default(),
     };
     let cancel = CancellationToken::new();
     tokio::spawn(async move {
