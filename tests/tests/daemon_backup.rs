@@ -282,5 +282,17 @@ async fn after_a_backup_the_whatsapp_check_says_which_chats_are_safe_here() {
         said.contains("up to 2026-11-20 21:47 UTC") && said.contains("312 messages"),
         "{said}"
     );
+
+    // `backups UDID --inspect` asks the daemon to look now: the same rows.
+    let (code, body) = post_json(&daemon.api, &format!("/v1/devices/{udid}/inspect"), "{}").await;
+    assert_eq!(code, 200, "{body}");
+    let found: backupd_api::Inspection = serde_json::from_str(&body).expect("inspection");
+    assert_eq!(
+        found.whatsapp,
+        backupd_api::WhatsappInBackup::Chats {
+            messages: 312,
+            newest_message: Some(1_795_211_220),
+        }
+    );
     daemon.stop().await;
 }

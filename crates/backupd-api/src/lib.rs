@@ -40,6 +40,9 @@ pub const DEVICE_BACKUP: &str = "backup";
 pub const DEVICE_BACKUPS: &str = "backups";
 /// See [`DEVICE_BACKUP`].
 pub const DEVICE_ENCRYPTION: &str = "encryption";
+/// Under [`PATH_DEVICE_PREFIX`]`{udid}`: `POST …/inspect` with an [`InspectRequest`] body looks inside the newest
+/// local backup (read-only) and answers an [`Inspection`]; the diagnosis then uses what it found.
+pub const DEVICE_INSPECT: &str = "inspect";
 
 /// The environment variable naming the daemon's socket for clients.
 pub const SOCKET_ENV: &str = "BACKUPD_SOCKET";
@@ -378,6 +381,50 @@ pub struct BackupList {
     pub udid: String,
     /// Newest first.
     pub backups: Vec<BackupEntry>,
+}
+
+/// The body of `POST /v1/devices/{udid}/inspect`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InspectRequest {
+    /// The backup password, for an encrypted backup; used for this request only, never stored or logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+/// What the newest local backup of a phone holds, as `POST …/inspect` found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inspection {
+    /// The phone.
+    pub udid: String,
+    /// The backup's date (seconds since the Unix epoch); `None` when there is no finished backup.
+    #[serde(default)]
+    pub backup_date: Option<i64>,
+    /// WhatsApp's chats in it.
+    pub whatsapp: WhatsappInBackup,
+}
+
+/// WhatsApp's chats in a local backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum WhatsappInBackup {
+    /// There is no finished local backup of the phone.
+    NoBackup,
+    /// The backup holds no WhatsApp chat database.
+    Absent,
+    /// The chat database was read.
+    Chats {
+        /// Messages in it.
+        messages: u64,
+        /// The newest message's date (seconds since the Unix epoch).
+        #[serde(default)]
+        newest_message: Option<i64>,
+    },
+    /// The backup is encrypted and needs its password.
+    Encrypted,
+    /// A kind a newer daemon reports that this reader does not know.
+    #[serde(other)]
+    Unknown,
 }
 
 /// The body of every error answer.

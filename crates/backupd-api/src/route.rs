@@ -7,8 +7,8 @@
 //! The path is taken raw, as sent: nothing is percent-decoded, so `%2e%2e` is refused like `..`.
 
 use crate::{
-    DEVICE_BACKUP, DEVICE_BACKUPS, DEVICE_ENCRYPTION, PATH_DEVICE_PREFIX, PATH_DEVICES,
-    PATH_DIAGNOSE_ALL, PATH_EVENTS, PATH_INFO, PATH_JOBS, PATH_METRICS,
+    DEVICE_BACKUP, DEVICE_BACKUPS, DEVICE_ENCRYPTION, DEVICE_INSPECT, PATH_DEVICE_PREFIX,
+    PATH_DEVICES, PATH_DIAGNOSE_ALL, PATH_EVENTS, PATH_INFO, PATH_JOBS, PATH_METRICS,
 };
 
 /// The longest request path (without the query) the daemon reads; the longest valid one is about 70 bytes.
@@ -38,6 +38,8 @@ pub enum Route {
     DeviceBackups(String),
     /// `POST /v1/devices/{udid}/encryption`.
     DeviceEncryption(String),
+    /// `POST /v1/devices/{udid}/inspect`.
+    DeviceInspect(String),
     /// `GET /v1/jobs/{id}`.
     Job(u64),
     /// `POST /v1/jobs/{id}/cancel`.
@@ -55,6 +57,7 @@ impl Route {
                 | Self::DeviceDiagnose(_)
                 | Self::DeviceBackup(_)
                 | Self::DeviceEncryption(_)
+                | Self::DeviceInspect(_)
                 | Self::JobCancel(_)
         )
     }
@@ -156,6 +159,7 @@ pub fn parse(method: &str, path: &str) -> Result<Route, RouteError> {
             Some(DEVICE_BACKUP) => allow(post, Route::DeviceBackup(udid)),
             Some(DEVICE_BACKUPS) => allow(get, Route::DeviceBackups(udid)),
             Some(DEVICE_ENCRYPTION) => allow(post, Route::DeviceEncryption(udid)),
+            Some(DEVICE_INSPECT) => allow(post, Route::DeviceInspect(udid)),
             Some(_) => Err(not_found()),
         };
     }
@@ -256,7 +260,12 @@ mod tests {
             (
                 "POST",
                 "/v1/devices/00008110-001A2B3C4D5E6F01/encryption",
-                Route::DeviceEncryption(u),
+                Route::DeviceEncryption(u.clone()),
+            ),
+            (
+                "POST",
+                "/v1/devices/00008110-001A2B3C4D5E6F01/inspect",
+                Route::DeviceInspect(u),
             ),
             ("GET", "/v1/jobs/7", Route::Job(7)),
             ("POST", "/v1/jobs/7/cancel", Route::JobCancel(7)),

@@ -65,17 +65,33 @@ pub enum InspectError {
     /// The chat database could not be read (not SQLite, no `ZWAMESSAGE`, corrupt, or too slow).
     #[error("cannot read WhatsApp's chat database: {0}")]
     ChatStorage(#[source] rusqlite::Error),
+    /// The backup is encrypted and this build cannot decrypt it, even with the password.
+    #[error("this version of backupd cannot decrypt an encrypted backup yet")]
+    CannotDecrypt,
 }
 
-/// What the finished backup in `folder` (`<backup dir>/<UDID>`) holds of WhatsApp's chats.
+/// What the finished backup in `folder` (`<backup dir>/<UDID>`) holds of WhatsApp's chats; an encrypted
+/// backup gives [`Whatsapp::Encrypted`].
 ///
 /// Blocking file and SQLite work: call it off the async workers.
 pub fn whatsapp(folder: &Path) -> Result<Whatsapp, InspectError> {
+    whatsapp_with_password(folder, None)
+}
+
+/// [`whatsapp`], with the password of an encrypted backup when the person gave it.
+pub fn whatsapp_with_password(
+    folder: &Path,
+    password: Option<&str>,
+) -> Result<Whatsapp, InspectError> {
     if !crate::store::is_complete(folder) {
         return Err(InspectError::NotABackup(folder.to_owned()));
     }
     if is_encrypted(folder) {
-        return Ok(Whatsapp::Encrypted);
+        return match password {
+            None => Ok(Whatsapp::Encrypted),
+            // Decrypting needs the keybag and the per-file keys of encrypted backups (issue 8's module).
+            Some(_) => Err(InspectError::CannotDecrypt),
+        };
     }
     let deadline = Instant::now() + DEADLINE;
     let manifest = open(&folder.join("Manifest.db"), deadline).map_err(InspectError::Manifest)?;

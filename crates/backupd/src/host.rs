@@ -57,14 +57,7 @@ pub fn local_backups(backup_dir: &Path, udid: &str) -> LocalBackups {
 /// finished, so the answer is kept per folder and date: the chat database is read once per backup, not at every
 /// diagnosis.
 pub fn local_whatsapp(folder: &Path, date: Timestamp) -> Fact<LocalWhatsapp> {
-    type Cache = Mutex<HashMap<PathBuf, (i64, Fact<LocalWhatsapp>)>>;
-    static SEEN: OnceLock<Cache> = OnceLock::new();
-    let seen = SEEN.get_or_init(|| Mutex::new(HashMap::new()));
-    let lock = |m: &'static Cache| match m.lock() {
-        Ok(g) => g,
-        Err(poisoned) => poisoned.into_inner(),
-    };
-    if let Some((d, fact)) = lock(seen).get(folder)
+    if let Some((d, fact)) = seen().get(folder)
         && *d == date.unix_secs()
     {
         return fact.clone();
@@ -90,8 +83,62 @@ pub fn local_whatsapp(folder: &Path, date: Timestamp) -> Fact<LocalWhatsapp> {
             Fact::unknown(UnknownReason::QueryFailed, source)
         }
     };
-    lock(seen).insert(folder.to_owned(), (date.unix_secs(), fact.clone()));
+    remember(folder, date, fact.clone());
     fact
+}
+
+/// Looks inside the newest backup of `udid` now, with the password of an encrypted one if given (used for this
+/// call only), and keeps what it found for the next diagnoses. Gives the backup's date and what it holds.
+pub fn inspect(
+    backup_dir: &Path,
+    udid: &str,
+    password: Option<&str>,
+) -> Result<(Option<i64>, backupd_api::WhatsappInBackup), inspect::InspectError> {
+    use backupd_api::WhatsappInBackup as Api;
+    let store = backupd_backup::store::Store::new(backup_dir);
+    let Some(newest) = store.newest(udid) else {
+        return Ok((None, Api::NoBackup));
+    };
+    let folder = store.current_dir(udid);
+    let found = inspect::whatsapp_with_password(&folder, password)?;
+    let date = Timestamp::from_unix_secs(newest.date);
+    let (fact, answer) = match found {
+        Whatsapp::Chats {
+            messages,
+            newest_message,
+        } => (
+            LocalWhatsapp::Chats {
+                messages,
+                newest_message: newest_message.map(Timestamp::from_unix_secs),
+            },
+            Api::Chats {
+                messages,
+                newest_message,
+            },
+        ),
+        Whatsapp::Encrypted => (LocalWhatsapp::Encrypted, Api::Encrypted),
+        _ => (LocalWhatsapp::Absent, Api::Absent),
+    };
+    remember(
+        &folder,
+        date,
+        Fact::known(fact, Source::host(backupd_rules::LOCAL_WHATSAPP_SOURCE)),
+    );
+    Ok((Some(newest.date), answer))
+}
+
+type Seen = Mutex<HashMap<PathBuf, (i64, Fact<LocalWhatsapp>)>>;
+
+fn seen() -> std::sync::MutexGuard<'static, HashMap<PathBuf, (i64, Fact<LocalWhatsapp>)>> {
+    static SEEN: OnceLock<Seen> = OnceLock::new();
+    match SEEN.get_or_init(|| Mutex::new(HashMap::new())).lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+fn remember(folder: &Path, date: Timestamp, fact: Fact<LocalWhatsapp>) {
+    seen().insert(folder.to_owned(), (date.unix_secs(), fact));
 }
 
 /// The host facts for one phone (or none, for host-only checks). `usbmuxd_address` is the socket the daemon

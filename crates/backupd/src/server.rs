@@ -340,6 +340,44 @@ async fn route(
                 Err(_) => unavailable(),
             }
         }
+        Route::DeviceInspect(udid) => {
+            let body: api::InspectRequest =
+                match read_json(req, Some(api::InspectRequest::default()), limits.max_body).await {
+                    Ok(b) => b,
+                    Err(r) => return r,
+                };
+            let known = ask(&handles, |tx| Request::Device(udid.clone(), tx))
+                .await
+                .flatten();
+            let udid = known.map(|d| d.udid).unwrap_or(udid);
+            let dir = handles.backup_dir.clone();
+            let who = udid.clone();
+            // The password lives only in this closure: never logged, never stored.
+            let found = tokio::task::spawn_blocking(move || {
+                crate::host::inspect(&dir, &who, body.password.as_deref())
+            })
+            .await;
+            match found {
+                Ok(Ok((backup_date, whatsapp))) => {
+                    // A connected phone is diagnosed again with what was found; an unplugged one keeps it for later.
+                    let _ = ask(&handles, |tx| Request::Diagnose(Some(udid.clone()), tx)).await;
+                    json(
+                        StatusCode::OK,
+                        &api::Inspection {
+                            udid,
+                            backup_date,
+                            whatsapp,
+                        },
+                    )
+                }
+                Ok(Err(e)) => error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "unreadable",
+                    e.to_string(),
+                ),
+                Err(_) => unavailable(),
+            }
+        }
         Route::Jobs => match ask(&handles, Request::Jobs).await {
             Some(jobs) => json(StatusCode::OK, &jobs),
             None => unavailable(),

@@ -25,6 +25,7 @@ mod client;
 mod diagnose;
 mod encryption;
 mod error;
+mod inspect;
 mod job;
 mod notify;
 mod password;
@@ -180,6 +181,10 @@ struct BackupsArgs {
     /// Print the daemon's JSON (a `BackupList`; without a UDID, an array of them) instead of a table
     #[arg(long)]
     json: bool,
+    /// Look inside the newest backup of UDID now: WhatsApp's chats (for an encrypted backup, its password from
+    /// BACKUPD_BACKUP_PASSWORD or a prompt; used once, never stored)
+    #[arg(long, requires = "udid", conflicts_with = "json")]
+    inspect: bool,
 }
 
 #[derive(Debug, Args)]
@@ -372,6 +377,26 @@ fn execute(
                     cancel: a.cancel,
                 };
                 backup::run(&client, &options, lang, env.terminal, out, err).await
+            }
+            Cmd::Backups(a) if a.inspect => {
+                let terminal = env.terminal;
+                let mut prompt = |text: &str| {
+                    if terminal {
+                        password::prompt_terminal(text)
+                    } else {
+                        Err(std::io::Error::other("stderr is not a terminal"))
+                    }
+                };
+                let password = inspect::Password {
+                    from_env: env
+                        .passwords
+                        .current
+                        .as_ref()
+                        .map(|p| p.to_string_lossy().into_owned()),
+                    prompt: &mut prompt,
+                };
+                let udid = a.udid.as_deref().unwrap_or_default();
+                inspect::run(&client, udid, password, lang, out).await
             }
             Cmd::Backups(a) => backups::run(&client, a.udid.as_deref(), a.json, lang, out).await,
             Cmd::Encryption(a) => {

@@ -440,6 +440,46 @@ pub(crate) fn summary_hint(lang: Lang) -> &'static str {
     )
 }
 
+// Backups: what a backup holds.
+
+/// What `backups UDID --inspect` found.
+pub(crate) fn inspection(lang: Lang, found: &backupd_api::Inspection) -> String {
+    use backupd_api::WhatsappInBackup as W;
+    let date = found.backup_date.map(utc).unwrap_or_default();
+    match (&found.whatsapp, lang) {
+        (W::NoBackup, Lang::En) => format!("There is no complete local backup of {} on this computer.", found.udid),
+        (W::NoBackup, Lang::It) => format!("Su questo computer non c’è un backup locale completo di {}.", found.udid),
+        (W::Absent, Lang::En) => format!("The local backup of {date} holds no WhatsApp chats."),
+        (W::Absent, Lang::It) => format!("Il backup locale del {date} non contiene chat di WhatsApp."),
+        (W::Chats { messages, newest_message: Some(newest) }, Lang::En) => format!(
+            "The local backup of {date} holds {messages} WhatsApp messages: your chats up to {} are safe on this computer.",
+            utc(*newest)
+        ),
+        (W::Chats { messages, newest_message: Some(newest) }, Lang::It) => format!(
+            "Il backup locale del {date} contiene {messages} messaggi di WhatsApp: le tue chat fino al {} sono al sicuro su questo computer.",
+            utc(*newest)
+        ),
+        (W::Chats { .. }, Lang::En) => format!("The local backup of {date} holds WhatsApp’s chat database, with no messages."),
+        (W::Chats { .. }, Lang::It) => format!("Il backup locale del {date} contiene il database delle chat di WhatsApp, senza messaggi."),
+        (W::Encrypted, Lang::En) => format!("The local backup of {date} is encrypted: its password is needed to look inside it."),
+        (W::Encrypted, Lang::It) => format!("Il backup locale del {date} è crittografato: per guardarci dentro serve la sua password."),
+        (_, Lang::En) => "This daemon found something this version of backupdctl cannot show; try `--json` with a newer backupdctl.".to_owned(),
+        (_, Lang::It) => "Il daemon ha trovato qualcosa che questa versione di backupdctl non sa mostrare; prova una versione più recente.".to_owned(),
+    }
+}
+
+pub(crate) fn inspect_needs_password(lang: Lang, udid: &str) -> String {
+    pick(
+        lang,
+        format!(
+            "The backup of {udid} is encrypted: give its password at the prompt or in BACKUPD_BACKUP_PASSWORD (`backupdctl backups {udid} --inspect`)."
+        ),
+        format!(
+            "Il backup di {udid} è crittografato: inserisci la sua password quando viene chiesta o in BACKUPD_BACKUP_PASSWORD (`backupdctl backups {udid} --inspect`)."
+        ),
+    )
+}
+
 // Jobs: backups and encryption changes.
 
 /// A number with the decimal separator of `lang`.

@@ -12,6 +12,7 @@ mod diagnose;
 mod encryption;
 mod errors;
 mod help;
+mod inspect;
 mod status;
 mod summary;
 mod watch;
