@@ -324,12 +324,23 @@ impl Profile {
     }
 }
 
-/// Converts a TOML value to a plist value: a datetime becomes a date, a string `base64:…` becomes data.
+/// Converts a TOML value to a plist value: a datetime becomes a date, a string `base64:…` becomes data, and a
+/// string `hours-ago:N` becomes the date N hours before the profile is read (a phone that "backed up last night"
+/// stays so whatever day the tests run).
 pub fn toml_to_plist(v: &toml::Value) -> Result<Value, String> {
     Ok(match v {
-        toml::Value::String(s) => match s.strip_prefix("base64:") {
-            Some(b64) => Value::Data(decode_base64(b64).ok_or("invalid base64")?),
-            None => Value::String(s.clone()),
+        toml::Value::String(s) => match (s.strip_prefix("base64:"), s.strip_prefix("hours-ago:")) {
+            (Some(b64), _) => Value::Data(decode_base64(b64).ok_or("invalid base64")?),
+            (_, Some(hours)) => {
+                let hours: u64 = hours
+                    .parse()
+                    .map_err(|_| format!("{s}: hours-ago needs a whole number of hours"))?;
+                let at = std::time::SystemTime::now()
+                    .checked_sub(std::time::Duration::from_secs(hours.saturating_mul(3600)))
+                    .ok_or_else(|| format!("{s}: too long ago"))?;
+                Value::Date(plist::Date::from(at))
+            }
+            _ => Value::String(s.clone()),
         },
         toml::Value::Integer(i) => Value::Integer((*i).into()),
         toml::Value::Float(f) => Value::Real(*f),
