@@ -283,6 +283,23 @@ async fn after_a_backup_the_whatsapp_check_says_which_chats_are_safe_here() {
         "{said}"
     );
 
+    // The usbmuxd evidence names the socket the daemon really uses, not the default one.
+    let device = status
+        .devices
+        .iter()
+        .find(|d| d.udid == udid)
+        .expect("device");
+    let check = device
+        .diagnosis
+        .as_ref()
+        .and_then(|d| d.check(backupd_rules::CheckId::UsbmuxdUnavailable))
+        .expect("usbmuxd check");
+    let source = format!("{:?}", check.evidence[0].source);
+    assert!(
+        source.contains(&sim.socket.display().to_string()) && !source.contains("/var/run/usbmuxd"),
+        "{source}"
+    );
+
     // `backups UDID --inspect` asks the daemon to look now: the same rows.
     let (code, body) = post_json(&daemon.api, &format!("/v1/devices/{udid}/inspect"), "{}").await;
     assert_eq!(code, 200, "{body}");
