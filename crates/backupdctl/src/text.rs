@@ -464,7 +464,7 @@ pub(crate) fn inspection(lang: Lang, found: &backupd_api::Inspection) -> String 
         (W::Encrypted, Lang::En) => format!("The local backup of {date} is encrypted: its password is needed to look inside it."),
         (W::Encrypted, Lang::It) => format!("Il backup locale del {date} è crittografato: per guardarci dentro serve la sua password."),
         (_, Lang::En) => "This daemon found something this version of backupdctl cannot show; try `--json` with a newer backupdctl.".to_owned(),
-        (_, Lang::It) => "Il daemon ha trovato qualcosa che questa versione di backupdctl non sa mostrare; prova una versione più recente.".to_owned(),
+        (_, Lang::It) => "Il demone ha trovato qualcosa che questa versione di backupdctl non sa mostrare; prova una versione più recente.".to_owned(),
     }
 }
 
@@ -639,7 +639,7 @@ pub(crate) fn attaching(lang: Lang, id: u64) -> String {
     pick(
         lang,
         format!("A backup of this iPhone is already running (job {id}): following it."),
-        format!("Un backup di questo iPhone è già in corso (job {id}): lo seguo."),
+        format!("Un backup di questo iPhone è già in corso (operazione {id}): lo seguo."),
     )
 }
 
@@ -655,7 +655,7 @@ pub(crate) fn stopped_waiting(lang: Lang, kind: JobKind, id: u64, udid: &str) ->
             "Smetto di aspettare; il backup {id} continua nel demone. `backupdctl backup --wait {udid}` lo segue di nuovo, `backupdctl backup --cancel {udid}` lo ferma."
         ),
         (Lang::It, _) => format!(
-            "Smetto di aspettare; il job {id} continua nel demone (`backupdctl watch` mostra quando finisce)."
+            "Smetto di aspettare; l’operazione {id} continua nel demone (`backupdctl watch` mostra quando finisce)."
         ),
     }
 }
@@ -766,7 +766,7 @@ pub(crate) fn cancel_pending(lang: Lang, id: u64) -> String {
             "Asked the daemon to stop job {id}; it is still stopping (`backupdctl watch` shows when it ends)."
         ),
         format!(
-            "Chiesto al demone di fermare il job {id}; si sta ancora fermando (`backupdctl watch` mostra quando finisce)."
+            "Ho chiesto al demone di fermare l’operazione {id}; si sta ancora fermando (`backupdctl watch` mostra quando finisce)."
         ),
     )
 }
@@ -776,7 +776,7 @@ pub(crate) fn ended_before_cancel(lang: Lang, id: u64, state: JobState) -> Strin
     pick(
         lang,
         format!("Job {id} ended before it could be stopped: {state}."),
-        format!("Il job {id} è terminato prima di poterlo fermare: {state}."),
+        format!("L’operazione {id} è terminata prima di poterla fermare (esito: {state})."),
     )
 }
 
