@@ -18,6 +18,8 @@ use crate::facts::{
 use crate::render;
 use crate::time::{SECS_PER_DAY, Timestamp};
 
+mod usb;
+
 /// The checks whose passing means the first guide's simple causes are ruled out.
 const SIMPLE_CHECKS: &[CheckId] = &[
     CheckId::WifiNotConnected,
@@ -96,7 +98,39 @@ pub(crate) fn diagnose(
 }
 
 /// The checks that need no phone: what the daemon shows about the host itself.
-pub(crate) const HOST_ONLY: &[CheckId] = &[CheckId::UsbmuxdUnavailable];
+pub(crate) const HOST_ONLY: &[CheckId] = &[CheckId::UsbmuxdUnavailable, CheckId::UsbPermission];
+
+/// The checks of a device seen only on the USB bus.
+pub(crate) const USB_ONLY: &[CheckId] = &[
+    CheckId::DeviceDfuMode,
+    CheckId::DeviceRecoveryMode,
+    CheckId::UsbmuxdNotClaiming,
+];
+
+/// Diagnoses a device seen only on the USB bus; no escalation plan.
+pub(crate) fn diagnose_usb(
+    phone: &Snapshot,
+    host: &HostFacts,
+    now: Timestamp,
+    config: &RulesConfig,
+) -> Diagnosis {
+    let ctx = Ctx {
+        phone,
+        host,
+        now,
+        config,
+    };
+    let (checks, findings) = run_checks(USB_ONLY, &ctx, catalog::catalog());
+    Diagnosis {
+        checks,
+        findings,
+        escalation: Escalation {
+            simple_checks_passed: false,
+            dfu_offered: false,
+            stages: Vec::new(),
+        },
+    }
+}
 
 /// Diagnoses the host alone; no escalation plan, which is about a phone.
 pub(crate) fn diagnose_host(host: &HostFacts, now: Timestamp, config: &RulesConfig) -> Diagnosis {
@@ -183,6 +217,11 @@ fn evaluate(id: CheckId, ctx: &Ctx<'_>) -> Option<Eval> {
             Some(flag("unfinished_backup", &host.unfinished_backup, true))
         }
         CheckId::HostDiskInsufficient => Some(host_disk(phone, host)),
+        CheckId::DeviceDfuMode => usb::mode(ctx, crate::UsbMode::Dfu),
+        CheckId::DeviceRecoveryMode => usb::mode(ctx, crate::UsbMode::Recovery),
+        CheckId::UsbmuxdNotClaiming => usb::not_claiming(ctx),
+        CheckId::UsbSlowLink => usb::slow_link(ctx),
+        CheckId::UsbPermission => usb::permission(host),
     }
 }
 
@@ -740,6 +779,11 @@ mod tests {
         ("whatsapp.icloud_backup", LOCAL_CHATS),
         ("whatsapp.icloud_backup", LOCAL_NONE),
         ("whatsapp.icloud_backup", LOCAL_ENCRYPTED),
+        ("device.dfu_mode", usb::BACKUP),
+        ("device.recovery_mode", usb::BACKUP),
+        ("host.usbmuxd_not_claiming", MACOS),
+        ("usb.slow_link", usb::TIMES),
+        ("host.usb_permission", MACOS),
     ];
 
     #[test]

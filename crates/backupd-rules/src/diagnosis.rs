@@ -290,6 +290,16 @@ ids! {
         BackupUnfinishedLeftover = "backup.unfinished_leftover",
         /// The host has less free space than the phone's used data.
         HostDiskInsufficient = "host.disk_insufficient",
+        /// A phone on the USB bus is in DFU mode: usbmuxd cannot see it.
+        DeviceDfuMode = "device.dfu_mode",
+        /// A phone on the USB bus is in recovery mode: usbmuxd cannot see it.
+        DeviceRecoveryMode = "device.recovery_mode",
+        /// A phone in normal mode is on the USB bus but usbmuxd does not list it.
+        UsbmuxdNotClaiming = "host.usbmuxd_not_claiming",
+        /// A phone that supports USB 3 is on a USB 2 link.
+        UsbSlowLink = "usb.slow_link",
+        /// The daemon may not read USB devices.
+        UsbPermission = "host.usb_permission",
     }
 }
 

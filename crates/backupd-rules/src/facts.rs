@@ -246,6 +246,9 @@ pub struct Snapshot {
     pub data_available: Fact<u64>,
     /// Installed user apps (installation_proxy `Browse`).
     pub apps: Fact<Vec<App>>,
+    /// What the USB bus says about the phone, when the daemon's USB watcher saw it.
+    #[serde(default)]
+    pub usb: Option<crate::usb::UsbFacts>,
 }
 
 impl Snapshot {
@@ -272,6 +275,7 @@ impl Snapshot {
             data_capacity: lockdown(reason, DISK, "TotalDataCapacity"),
             data_available: lockdown(reason, DISK, "TotalDataAvailable"),
             apps: Fact::unknown(reason, Source::installation_proxy("Browse")),
+            usb: None,
         }
     }
 
@@ -368,6 +372,13 @@ pub struct HostFacts {
     /// What the newest local backup holds of WhatsApp's chats (read inside the backup, never on the phone).
     #[serde(default = "unread_local_whatsapp")]
     pub local_whatsapp: Fact<LocalWhatsapp>,
+    /// Whether the daemon may read USB devices; unknown (and the check not run) without a USB watcher.
+    #[serde(default = "usb_access_not_queried")]
+    pub usb_access: Fact<crate::usb::UsbAccess>,
+}
+
+fn usb_access_not_queried() -> Fact<crate::usb::UsbAccess> {
+    Fact::unknown(UnknownReason::NotQueried, Source::host("libusb"))
 }
 
 fn unread_local_whatsapp() -> Fact<LocalWhatsapp> {
@@ -408,6 +419,7 @@ impl HostFacts {
             local_backup: Fact::unknown(reason, Source::host("backup_dir/<udid>/Status.plist")),
             unfinished_backup: Fact::unknown(reason, Source::host("backup_dir/<udid>/Snapshot")),
             local_whatsapp: Fact::unknown(reason, Source::host(LOCAL_WHATSAPP_SOURCE)),
+            usb_access: Fact::unknown(reason, Source::host("libusb")),
         }
     }
 }

@@ -59,6 +59,12 @@
 //! `host.disk_insufficient`). A check whose question does not arise does not run: `backup.local_stale` is
 //! skipped when there is no local backup at all, which `backup.local_missing` reports.
 //!
+//! Last, the checks that rest on the USB bus ([`UsbFacts`], [`UsbAccess`]): `device.dfu_mode`,
+//! `device.recovery_mode`, `host.usbmuxd_not_claiming`, `usb.slow_link` and `host.usb_permission`. They run only
+//! when the daemon has a USB watcher: for a phone it saw on the bus, or, when the bus could not be read, as
+//! `unknown`. [`diagnose_usb`] diagnoses a device seen only on the bus; `usb.slow_link` estimates the time of a
+//! full backup at the link's speed and over USB 3 from the phone's used data.
+//!
 //! ## The iCloud size estimate
 //!
 //! No lockdown domain or service reports the iCloud quota or its use (protocol.md §4.8). What can be read is the
@@ -84,6 +90,7 @@ mod diagnosis;
 mod facts;
 mod render;
 mod time;
+mod usb;
 
 pub use catalog::Lang;
 pub use config::RulesConfig;
@@ -97,6 +104,7 @@ pub use facts::{
 };
 pub use render::{render_checks, render_plans, render_text};
 pub use time::Timestamp;
+pub use usb::{USB3_PRODUCT_TYPES, UsbAccess, UsbFacts, UsbMode};
 
 /// Diagnoses a phone: runs every check against the facts and returns the results, findings and escalation plan.
 ///
@@ -114,6 +122,17 @@ pub fn diagnose(
 /// escalation plan.
 pub fn diagnose_host(host: &HostFacts, now: Timestamp, config: &RulesConfig) -> Diagnosis {
     checks::diagnose_host(host, now, config)
+}
+
+/// Diagnoses a device seen only on the USB bus (`snapshot.usb` set, usbmuxd not listing it): a phone in DFU
+/// or recovery mode, or one usbmuxd does not take. No escalation plan: the findings say what to do.
+pub fn diagnose_usb(
+    snapshot: &Snapshot,
+    host: &HostFacts,
+    now: Timestamp,
+    config: &RulesConfig,
+) -> Diagnosis {
+    checks::diagnose_usb(snapshot, host, now, config)
 }
 
 /// Errors of this crate.

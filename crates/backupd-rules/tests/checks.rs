@@ -4,7 +4,8 @@ mod common;
 
 use backupd_rules::{
     App, CheckId, Diagnosis, HostFacts, HostOs, Lang, LocalBackup, Outcome, PairingState,
-    RulesConfig, Severity, Snapshot, UnknownReason, UsbmuxdStatus, WHATSAPP_BUNDLE_ID, WifiState,
+    RulesConfig, Severity, Snapshot, UnknownReason, UsbAccess, UsbFacts, UsbMode, UsbmuxdStatus,
+    WHATSAPP_BUNDLE_ID, WifiState,
 };
 use common::{DAY, GB, HOUR, ago, diagnose, healthy_host, healthy_phone, now};
 
@@ -153,7 +154,59 @@ fn cases() -> Vec<Case> {
             problem: |_, h| h.backup_dir_free.set_known(GB),
             unknown: |_, h| h.backup_dir_free.set_unknown(UnknownReason::QueryFailed),
         },
+        Case {
+            check: CheckId::DeviceDfuMode,
+            severity: Severity::Critical,
+            problem: |p, _| p.usb = Some(boot_mode(UsbMode::Dfu, 0x1227)),
+            unknown: usb_unreadable,
+        },
+        Case {
+            check: CheckId::DeviceRecoveryMode,
+            severity: Severity::Critical,
+            problem: |p, _| p.usb = Some(boot_mode(UsbMode::Recovery, 0x1281)),
+            unknown: usb_unreadable,
+        },
+        Case {
+            check: CheckId::UsbmuxdNotClaiming,
+            severity: Severity::Critical,
+            problem: |p, _| {
+                if let Some(u) = p.usb.as_mut() {
+                    u.listed_by_usbmuxd = false;
+                }
+            },
+            unknown: usb_unreadable,
+        },
+        Case {
+            check: CheckId::UsbSlowLink,
+            severity: Severity::Warning,
+            problem: |p, _| p.product_type.set_known("iPhone16,1".to_owned()),
+            unknown: |p, _| p.product_type.set_unknown(UnknownReason::QueryFailed),
+        },
+        Case {
+            check: CheckId::UsbPermission,
+            severity: Severity::Warning,
+            problem: |_, h| {
+                h.usb_access.set_known(UsbAccess::Denied {
+                    detail: "libusb: access denied".to_owned(),
+                });
+            },
+            unknown: |_, h| h.usb_access.set_unknown(UnknownReason::QueryFailed),
+        },
     ]
+}
+
+fn boot_mode(mode: UsbMode, product_id: u16) -> UsbFacts {
+    let mut u = UsbFacts::new(mode, product_id, "bus 1 port 1-2");
+    u.ecid = Some("001A2B3C4D5E6F01".to_owned());
+    u
+}
+
+/// The daemon could not read the bus, so whether the phone is in DFU mode (and so on) cannot be said.
+fn usb_unreadable(p: &mut Snapshot, h: &mut HostFacts) {
+    p.usb = None;
+    h.usb_access.set_known(UsbAccess::Denied {
+        detail: "libusb: access denied".to_owned(),
+    });
 }
 
 fn outcome(d: &Diagnosis, id: CheckId) -> Option<Outcome> {
@@ -535,10 +588,13 @@ fn findings_follow_the_documented_order() {
     assert_eq!(ids, expected);
     assert_eq!(ids.first(), Some(&CheckId::UsbmuxdUnavailable));
     assert_eq!(ids.get(1), Some(&CheckId::PairingInvalidHost));
-    assert_eq!(ids.last(), Some(&CheckId::HostDiskInsufficient));
+    // The USB cases replace one another's bus facts: the recovery-mode phone is what remains.
+    assert!(ids.contains(&CheckId::HostDiskInsufficient));
+    assert!(ids.contains(&CheckId::DeviceRecoveryMode));
+    assert_eq!(ids.last(), Some(&CheckId::UsbPermission));
     // Two checks are answered by other facts: the local backup's 3 GB fits in iCloud, and with iCloud Backup off
     // `icloud.backup_stale` does not run.
     assert!(!ids.contains(&CheckId::IcloudStorageLikelyInsufficient));
     assert!(!ids.contains(&CheckId::IcloudBackupStale));
-    assert_eq!(ids.len(), 11, "{ids:?}");
+    assert_eq!(ids.len(), 13, "{ids:?}");
 }

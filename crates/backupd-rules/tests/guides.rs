@@ -9,8 +9,8 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use backupd_rules::{
-    App, Diagnosis, HostOs, Lang, LocalBackup, Origin, PairingState, Step, UsbmuxdStatus,
-    WHATSAPP_BUNDLE_ID, WifiState,
+    App, Diagnosis, HostOs, Lang, LocalBackup, Origin, PairingState, Step, UnknownReason,
+    UsbAccess, UsbFacts, UsbMode, UsbmuxdStatus, WHATSAPP_BUNDLE_ID, WifiState,
 };
 use common::{DAY, GB, HOUR, ago, diagnose, healthy_host, healthy_phone};
 use serde::Deserialize;
@@ -111,6 +111,39 @@ fn diagnoses() -> Vec<Diagnosis> {
         let mut host = healthy_host();
         host.local_backup.set_known(Some(backup));
         out.push(diagnose(&healthy_phone(), &host));
+    }
+    // The USB bus: each mode with and without a verified backup, a phone usbmuxd does not take on each OS, a
+    // slow link with and without the data size, the daemon kept off the bus on each OS.
+    for (mode, pid) in [(UsbMode::Dfu, 0x1227), (UsbMode::Recovery, 0x1281)] {
+        for backup in [true, false] {
+            let mut phone = healthy_phone();
+            phone.usb = Some(UsbFacts::new(mode, pid, "bus 1 port 1-1"));
+            let mut host = healthy_host();
+            if !backup {
+                host.local_backup.set_known(None);
+            }
+            out.push(diagnose(&phone, &host));
+        }
+    }
+    for os in [HostOs::Linux, HostOs::Macos] {
+        let mut phone = healthy_phone();
+        if let Some(u) = phone.usb.as_mut() {
+            u.listed_by_usbmuxd = false;
+        }
+        let mut host = healthy_host();
+        host.os.set_known(os);
+        host.usb_access.set_known(UsbAccess::Denied {
+            detail: "libusb: access denied".to_owned(),
+        });
+        out.push(diagnose(&phone, &host));
+    }
+    for size_known in [true, false] {
+        let mut phone = healthy_phone();
+        phone.product_type.set_known("iPhone16,2".to_owned());
+        if !size_known {
+            phone.data_available.set_unknown(UnknownReason::QueryFailed);
+        }
+        out.push(diagnose(&phone, &healthy_host()));
     }
     out
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use backupd_rules::{
     App, Diagnosis, HostFacts, HostOs, LocalBackup, PairingState, RulesConfig, Snapshot, Timestamp,
-    UnknownReason, UsbmuxdStatus, WHATSAPP_BUNDLE_ID, WifiState,
+    UnknownReason, UsbAccess, UsbFacts, UsbMode, UsbmuxdStatus, WHATSAPP_BUNDLE_ID, WifiState,
 };
 
 /// The fixed "now" of every test: 2026-11-21T08:00:00Z, the day after the simulator profiles' last backups.
@@ -45,6 +45,12 @@ pub(crate) fn healthy_phone() -> Snapshot {
         App::new("com.spotify.client", Some("9.0.40")),
         App::new("it.poste.bancoposta", Some("5.12.0")),
     ]);
+    // On the bus in normal mode, listed by usbmuxd; a Lightning iPhone 14 Pro, so USB 2 is all it has.
+    let mut usb = UsbFacts::new(UsbMode::Normal, 0x12a8, "bus 1 port 1-2");
+    usb.speed_mbps = Some(480);
+    usb.listed_by_usbmuxd = true;
+    usb.ecid = Some("001A2B3C4D5E6F01".to_owned());
+    s.usb = Some(usb);
     s
 }
 
@@ -58,6 +64,7 @@ pub(crate) fn healthy_host() -> HostFacts {
         LocalBackup::new(ago(6 * HOUR), true, false).with_size(3 * GB),
     ));
     h.unfinished_backup.set_known(false);
+    h.usb_access.set_known(UsbAccess::Granted);
     h
 }
 
