@@ -6,6 +6,7 @@ mod bench;
 mod ci;
 mod codegen;
 mod demo;
+mod demo_usb;
 mod dist;
 mod docs;
 mod install;
@@ -21,9 +22,10 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
-  demo [--profile NAME]... [--lang it|en] [--backup]
+  demo [--profile NAME]... [--lang it|en] [--backup] [--usb]
                      run backupd on built-in simulated iPhones and print `backupdctl status`;
-                     with --backup, also back up the first phone and diagnose it again
+                     with --backup, also back up the first phone and diagnose it again;
+                     with --usb, a phone on an emulated USB bus (umockdev) seen in recovery mode
   ci                 everything CI runs: peers, fmt, invariants, clippy, codegen --check, tests, docs, fuzz build
   peers              install the real clients the interop tests use (libimobiledevice-utils, pymobiledevice3)
   invariants         check the architecture invariants with `cargo tree`
@@ -87,6 +89,7 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             let mut profiles = Vec::new();
             let mut lang = None;
             let mut backup = false;
+            let mut usb = false;
             let mut it = rest.iter();
             while let Some(a) = it.next() {
                 match a.as_str() {
@@ -95,8 +98,12 @@ fn run(args: &[String]) -> anyhow::Result<()> {
                     }
                     "--lang" => lang = Some(it.next().context("--lang needs it or en")?.clone()),
                     "--backup" => backup = true,
+                    "--usb" => usb = true,
                     other => bail!("unexpected argument `{other}`\n\n{USAGE}"),
                 }
+            }
+            if usb {
+                return demo_usb::run(&root, lang.as_deref());
             }
             if profiles.is_empty() {
                 profiles = demo::DEFAULT_PROFILES

@@ -156,6 +156,48 @@ pub struct Status {
     pub host: Host,
     /// Every phone seen since the daemon's state began, attached ones first.
     pub devices: Vec<Device>,
+    /// Apple devices on the USB bus that usbmuxd does not list: phones in DFU or recovery mode, or phones
+    /// usbmuxd does not take. Absent from daemons without a USB watcher.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub usb_devices: Vec<UsbDevice>,
+}
+
+/// An Apple device seen only on the USB bus.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UsbDevice {
+    /// A stable id while it stays plugged in: `ecid:<ECID>` when the ECID is known, else `usb:<port path>`.
+    pub id: String,
+    /// `normal`, `recovery`, `dfu`, `wtf`, `port_dfu`, `kis`, `mac_restore` or `ibridge`; readers keep unknown
+    /// values.
+    pub mode: String,
+    /// The USB product id.
+    pub product_id: u16,
+    /// Where it is plugged in: `bus 1 port 1-2`.
+    pub location: String,
+    /// The link speed in Mbit/s.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speed_mbps: Option<u64>,
+    /// The ECID, 16 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecid: Option<String>,
+    /// The chip id (`CPID`), 4 hex digits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chip_id: Option<String>,
+    /// The serial number: reported in recovery mode, or known from the phone's history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial_number: Option<String>,
+    /// The UDID: the serial string in normal mode, or the UDID of the phone this ECID was seen as before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udid: Option<String>,
+    /// The phone's name, when this ECID was seen before in normal mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The phone's `ProductType`, when known from its history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub product_type: Option<String>,
+    /// What it means and what to do (`device.dfu_mode`, `device.recovery_mode`, `host.usbmuxd_not_claiming`).
+    #[serde(default)]
+    pub diagnosis: Option<Diagnosis>,
 }
 
 /// The answer to `GET /v1/info`.
@@ -214,6 +256,30 @@ pub enum Event {
     JobFinished {
         /// The job.
         job: Job,
+    },
+    /// A device appeared on the USB bus that usbmuxd does not list.
+    UsbDeviceAttached {
+        /// Its [`UsbDevice::id`].
+        id: String,
+        /// Its mode.
+        mode: String,
+    },
+    /// Such a device left the bus (or usbmuxd now lists it).
+    UsbDeviceDetached {
+        /// Its [`UsbDevice::id`].
+        id: String,
+    },
+    /// A phone changed mode on the bus, e.g. from `normal` into `recovery`, or back.
+    ModeChanged {
+        /// Its ECID.
+        ecid: String,
+        /// Its UDID, when known.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        udid: Option<String>,
+        /// The mode it was last seen in.
+        from: String,
+        /// The mode it is in now.
+        to: String,
     },
     /// An event a newer daemon sends that this reader does not know.
     #[serde(other)]
@@ -458,7 +524,11 @@ impl Status {
             .diagnosis
             .as_ref()
             .is_some_and(|d| !d.findings.is_empty());
-        host || self.devices.iter().any(Device::has_problems)
+        let usb = self
+            .usb_devices
+            .iter()
+            .any(|d| d.diagnosis.as_ref().is_some_and(|d| !d.findings.is_empty()));
+        host || usb || self.devices.iter().any(Device::has_problems)
     }
 }
 
@@ -487,5 +557,18 @@ mod tests {
         let known: Event =
             serde_json::from_str(r#"{"event":"attached","udid":"x"}"#).expect("known");
         assert_eq!(known, Event::Attached { udid: "x".into() });
+    }
+
+    #[test]
+    fn an_old_status_without_usb_devices_still_reads() {
+        let old = r#"{"host":{"usbmuxd_address":"UNIX:/var/run/usbmuxd","usbmuxd":"connected","backup_dir":"/b"},"devices":[]}"#;
+        let status: Status = serde_json::from_str(old).expect("old status");
+        assert!(status.usb_devices.is_empty());
+        assert!(!status.has_problems());
+        let changed: Event = serde_json::from_str(
+            r#"{"event":"mode_changed","ecid":"001A2B3C4D5E6F01","from":"normal","to":"recovery"}"#,
+        )
+        .expect("mode change");
+        assert!(matches!(changed, Event::ModeChanged { udid: None, .. }));
     }
 }

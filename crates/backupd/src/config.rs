@@ -78,6 +78,11 @@ pub struct FileConfig {
     pub metrics_listen: Option<String>,
     /// Thresholds of the rules.
     pub rules: RulesConfig,
+    /// Watch the USB bus with libusb, beside usbmuxd, for phones in DFU or recovery mode, phones usbmuxd does
+    /// not take and slow links (default true).
+    pub usb_watch: Option<bool>,
+    /// Seconds between scans of the USB bus when neither hotplug nor usbmuxd prompts one (default 10).
+    pub usb_rescan_secs: Option<u64>,
 }
 
 impl FileConfig {
@@ -123,6 +128,10 @@ pub struct Settings {
     pub metrics_listen: Option<std::net::SocketAddr>,
     /// Rules thresholds.
     pub rules: RulesConfig,
+    /// Whether the USB bus is watched.
+    pub usb_watch: bool,
+    /// The slow rescan period of the bus.
+    pub usb_rescan: std::time::Duration,
 }
 
 /// Where the daemon runs: decides the defaults.
@@ -217,6 +226,8 @@ impl Settings {
             backup_versions: file.backup_versions.unwrap_or(5),
             backup_min_free_bytes: file.backup_min_free_bytes.unwrap_or(256 << 20),
             rules: file.rules,
+            usb_watch: file.usb_watch.unwrap_or(true),
+            usb_rescan: std::time::Duration::from_secs(file.usb_rescan_secs.unwrap_or(10).max(1)),
         })
     }
 }

@@ -75,6 +75,8 @@ pub struct Context {
     pub muxd: Muxd,
     /// Phones (normalised UDIDs) with a job running: their staging folder is in use, not left over.
     pub jobs_running: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// The latest scan of the USB bus, for the phone's link speed.
+    pub usb: crate::usb::Shared,
 }
 
 impl Context {
@@ -84,7 +86,14 @@ impl Context {
             settings,
             muxd,
             jobs_running: std::sync::Mutex::default(),
+            usb: tokio::sync::watch::channel(None).1,
         }
+    }
+
+    /// The same, with the USB watcher's scans.
+    pub fn with_usb(mut self, usb: crate::usb::Shared) -> Self {
+        self.usb = usb;
+        self
     }
 
     /// Marks a job of `udid` as running or ended.
@@ -184,6 +193,9 @@ impl Task {
     }
 
     async fn diagnose(&self, snap: &backupd_rules::Snapshot) -> Diagnosis {
+        let mut snap = snap.clone();
+        snap.usb = crate::usb::phone_facts(self.ctx.usb.borrow().as_deref(), &self.device.udid);
+        let snap = &snap;
         // Reading the backup folder (and, once per backup, WhatsApp's chat database in it) is blocking work.
         let dir = self.ctx.settings.backup_dir.clone();
         let udid = self.device.udid.clone();

@@ -13,6 +13,7 @@ pub mod server;
 pub mod snapshot;
 pub mod state;
 pub mod supervisor;
+pub mod usb;
 
 use std::future::Future;
 

@@ -104,6 +104,9 @@ struct Supervisor {
     reports_tx: mpsc::Sender<Report>,
     tracker: TaskTracker,
     cancel: CancellationToken,
+    /// The USB bus, the second source of facts (`usb.rs`).
+    bus: crate::usb::Bus,
+    usb_nudge: Arc<tokio::sync::Notify>,
 }
 
 fn key(udid: &str) -> String {
@@ -123,13 +126,16 @@ pub async fn run(
     let (reports_tx, mut reports) = mpsc::channel(256);
     let (muxer_tx, mut muxer_rx) = mpsc::channel(64);
     let (job_tx, mut job_rx) = mpsc::channel(256);
+    let (usb_tx, mut usb_rx) = mpsc::channel(4);
+    let (bus, usb_shared) = crate::usb::Bus::new();
+    let usb = settings.usb_watch.then_some(settings.usb_rescan);
     recover_backups(&settings.backup_dir);
     let mut sup = Supervisor {
         metrics: crate::metrics::Metrics::default(),
         jobs: BTreeMap::new(),
         next_job: 1,
         job_reports: job_tx,
-        ctx: Arc::new(Context::new(settings, muxd.clone())),
+        ctx: Arc::new(Context::new(settings, muxd.clone()).with_usb(usb_shared)),
         store,
         running: BTreeMap::new(),
         muxer: MuxerState::Unavailable,
@@ -138,6 +144,8 @@ pub async fn run(
         reports_tx,
         tracker: TaskTracker::new(),
         cancel: CancellationToken::new(),
+        bus,
+        usb_nudge: Arc::new(tokio::sync::Notify::new()),
     };
     // Jobs of earlier runs stay listed; new ids continue after them.
     for job in sup.store.jobs().to_vec() {
@@ -160,6 +168,15 @@ pub async fn run(
     });
     sup.tracker
         .spawn(watch_muxer(muxd, muxer_tx, sup.cancel.clone()));
+    if let Some(rescan) = usb {
+        sup.tracker.spawn(crate::usb::watch(
+            usb_tx,
+            sup.usb_nudge.clone(),
+            rescan,
+            sup.tracker.clone(),
+            sup.cancel.clone(),
+        ));
+    }
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -168,6 +185,7 @@ pub async fn run(
             Some(r) = reports.recv() => sup.on_report(r),
             Some(j) = job_rx.recv() => sup.on_job(j),
             Some(q) = requests.recv() => sup.on_request(q),
+            Some(scan) = usb_rx.recv() => sup.on_usb(scan),
         }
     }
     tracing::info!("stopping");
@@ -180,6 +198,7 @@ pub async fn run(
             Some(_) = reports.recv() => {}
             Some(_) = muxer_rx.recv() => {}
             Some(_) = job_rx.recv() => {}
+            Some(_) = usb_rx.recv() => {}
         }
     }
     sup.store.mark_all_detached();
@@ -266,6 +285,8 @@ impl Supervisor {
     }
 
     fn on_muxer(&mut self, m: Muxer) {
+        // A phone usbmuxd takes or drops changes what the bus means: look again.
+        self.usb_nudge.notify_one();
         match m {
             Muxer::Available => {
                 tracing::info!(address = %self.ctx.muxd.address(), "usbmuxd connected");
@@ -406,7 +427,10 @@ impl Supervisor {
             MuxerState::Unavailable => UsbmuxdStatus::Unreachable,
         };
         let address = self.ctx.muxd.address().to_string();
-        let facts = crate::host::facts(&self.ctx.settings.backup_dir, None, status, &address);
+        let mut facts = crate::host::facts(&self.ctx.settings.backup_dir, None, status, &address);
+        if let Some(access) = self.bus.access() {
+            facts.usb_access.set_known(access);
+        }
         let now = Timestamp::from_unix_secs(
             std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
@@ -432,6 +456,7 @@ impl Supervisor {
                 let _ = reply.send(api::Status {
                     host: self.host_view(),
                     devices: self.store.devices(),
+                    usb_devices: self.usb_devices(),
                 });
             }
             Request::Device(udid, reply) => {
@@ -538,6 +563,69 @@ impl Supervisor {
             cancel,
         ));
         Ok(view)
+    }
+
+    fn on_usb(&mut self, scan: crate::usb::ScanResult) {
+        let (events, appeared) = self.bus.on_scan(
+            scan,
+            &self.running.keys().cloned().collect(),
+            &self.history(),
+        );
+        for event in events {
+            self.emit(event);
+        }
+        // A phone now seen on the bus gets its link speed into its diagnosis.
+        for k in appeared {
+            if let Some(r) = self.running.get(&k) {
+                let _ = r.commands.try_send(Command::Rediagnose);
+            }
+        }
+    }
+
+    fn history(&self) -> Vec<crate::usb::Known> {
+        self.store
+            .devices()
+            .into_iter()
+            .map(|d| crate::usb::Known {
+                udid: d.udid,
+                name: d.name,
+                product_type: d.product_type,
+            })
+            .collect()
+    }
+
+    /// Devices seen only on the bus, each diagnosed with the history of the phone its ECID belongs to.
+    fn usb_devices(&self) -> Vec<api::UsbDevice> {
+        let status = match self.muxer {
+            MuxerState::Connected => UsbmuxdStatus::Reachable,
+            MuxerState::Unavailable => UsbmuxdStatus::Unreachable,
+        };
+        let now = Timestamp::from_unix_secs(unix_now());
+        let listed = self.running.keys().cloned().collect();
+        let address = self.ctx.muxd.address().to_string();
+        self.bus
+            .usb_only(&listed, &self.history())
+            .into_iter()
+            .map(|only| {
+                let udid = only.known.as_ref().map(|k| k.udid.as_str());
+                let host =
+                    crate::host::facts(&self.ctx.settings.backup_dir, udid, status, &address);
+                let mut phone =
+                    backupd_rules::Snapshot::unread(backupd_rules::UnknownReason::NotQueried);
+                if let Some(product) = only.known.as_ref().and_then(|k| k.product_type.clone()) {
+                    phone.product_type.set_known(product);
+                }
+                phone.usb = Some(only.facts);
+                let mut view = only.view;
+                view.diagnosis = Some(backupd_rules::diagnose_usb(
+                    &phone,
+                    &host,
+                    now,
+                    &self.ctx.settings.rules,
+                ));
+                view
+            })
+            .collect()
     }
 
     fn on_job(&mut self, report: jobs::JobReport) {

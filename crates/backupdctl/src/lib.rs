@@ -32,6 +32,7 @@ mod password;
 mod status;
 mod summary;
 mod text;
+mod usb;
 mod watch;
 
 use std::ffi::OsString;

@@ -246,7 +246,8 @@ fn exit_code(status: &Status, assessed: &[(&Device, Assessment)]) -> i32 {
         .diagnosis
         .as_ref()
         .is_some_and(|d| !d.findings.is_empty());
-    if host || assessed.iter().any(|(_, a)| a.verdict == Verdict::Problems) {
+    let usb = crate::usb::has_problems(&status.usb_devices);
+    if host || usb || assessed.iter().any(|(_, a)| a.verdict == Verdict::Problems) {
         exit::PROBLEMS
     } else if assessed.is_empty() || assessed.iter().any(|(_, a)| a.verdict == Verdict::NotReady) {
         exit::NOT_READY
@@ -292,6 +293,7 @@ fn render(
 ) -> String {
     let mut out = String::new();
     render_host(&mut out, status, lang);
+    crate::usb::render(&mut out, &status.usb_devices, lang);
     for (device, assessment) in assessed {
         out.push('\n');
         render_device(&mut out, device, assessment, lang);

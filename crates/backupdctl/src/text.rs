@@ -30,7 +30,7 @@ impl Lang {
 }
 
 /// Picks the text for `lang`.
-fn pick<T>(lang: Lang, en: T, it: T) -> T {
+pub(crate) fn pick<T>(lang: Lang, en: T, it: T) -> T {
     match lang {
         Lang::En => en,
         Lang::It => it,

@@ -174,6 +174,7 @@ pub(crate) fn status(devices: Vec<Device>) -> Status {
     Status {
         host: host(true),
         devices,
+        usb_devices: Vec::new(),
     }
 }
 
@@ -182,6 +183,7 @@ pub(crate) fn status_usbmuxd_down() -> Status {
     Status {
         host: host(false),
         devices: vec![detached_device()],
+        usb_devices: Vec::new(),
     }
 }
 
