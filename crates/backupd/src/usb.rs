@@ -25,6 +25,10 @@ pub type Shared = watch::Receiver<Option<Arc<Scan>>>;
 /// What the watcher reports: a scan, or why libusb could not list the bus.
 pub type ScanResult = Result<Scan, String>;
 
+/// How long a normal-mode phone may sit on the bus unlisted before it counts as one usbmuxd does not take:
+/// usbmuxd needs a moment to pick a configuration and list a phone just plugged in.
+pub const SETTLE: Duration = Duration::from_secs(5);
+
 /// How many ECIDs' last modes are remembered.
 const MAX_MODES: usize = 256;
 
@@ -89,6 +93,8 @@ pub struct Bus {
     latest: Option<ScanResult>,
     modes: BTreeMap<u64, Mode>,
     usb_only: BTreeSet<String>,
+    unlisted_since: BTreeMap<String, std::time::Instant>,
+    settle: Duration,
     shared: watch::Sender<Option<Arc<Scan>>>,
 }
 
@@ -101,6 +107,8 @@ impl Bus {
                 latest: None,
                 modes: BTreeMap::new(),
                 usb_only: BTreeSet::new(),
+                unlisted_since: BTreeMap::new(),
+                settle: SETTLE,
                 shared,
             },
             rx,
@@ -156,10 +164,22 @@ impl Bus {
                     appeared.push(udid);
                 }
             }
-            let now: BTreeMap<String, &UsbDevice> = scan
+            let unlisted: BTreeSet<String> = scan
                 .devices
                 .iter()
                 .filter(|d| !is_listed(d, listed))
+                .map(id)
+                .collect();
+            self.unlisted_since.retain(|id, _| unlisted.contains(id));
+            for id in unlisted {
+                self.unlisted_since
+                    .entry(id)
+                    .or_insert_with(std::time::Instant::now);
+            }
+            let now: BTreeMap<String, &UsbDevice> = scan
+                .devices
+                .iter()
+                .filter(|d| !is_listed(d, listed) && self.settled(d))
                 .map(|d| (id(d), d))
                 .collect();
             for (id, d) in &now {
@@ -181,6 +201,16 @@ impl Bus {
         }
         self.latest = Some(scan);
         (events, appeared)
+    }
+
+    /// Whether an unlisted device counts: DFU and recovery at once, a normal-mode phone once usbmuxd has had
+    /// [`SETTLE`] to list it.
+    fn settled(&self, d: &UsbDevice) -> bool {
+        d.mode != Mode::Normal
+            || self
+                .unlisted_since
+                .get(&id(d))
+                .is_some_and(|t| t.elapsed() >= self.settle)
     }
 
     /// Whether the daemon may read the bus; `None` before the first scan.
@@ -206,7 +236,7 @@ impl Bus {
         };
         scan.devices
             .iter()
-            .filter(|d| !is_listed(d, listed))
+            .filter(|d| !is_listed(d, listed) && self.settled(d))
             .map(|d| {
                 let known = joined(d, history).cloned();
                 let facts = facts(d, false);
@@ -339,9 +369,33 @@ mod tests {
         }]
     }
 
+    fn settled_bus() -> (Bus, Shared) {
+        let (mut bus, rx) = Bus::new();
+        bus.settle = Duration::ZERO;
+        (bus, rx)
+    }
+
+    #[test]
+    fn a_phone_just_plugged_in_is_not_reported_before_usbmuxd_had_time_to_list_it() {
+        let (mut bus, _rx) = Bus::new();
+        let (events, _) = bus.on_scan(scan(&[NORMAL, RECOVERY]), &BTreeSet::new(), &[]);
+        let only = bus.usb_only(&BTreeSet::new(), &[]);
+        assert_eq!(
+            only.len(),
+            1,
+            "only the recovery-mode device counts at once"
+        );
+        assert_eq!(only[0].facts.mode, UsbMode::Recovery);
+        let attached = events
+            .iter()
+            .filter(|e| matches!(e, api::Event::UsbDeviceAttached { .. }))
+            .count();
+        assert_eq!(attached, 1, "{events:?}");
+    }
+
     #[test]
     fn a_phone_listed_by_both_is_one_phone() {
-        let (mut bus, _rx) = Bus::new();
+        let (mut bus, _rx) = settled_bus();
         let listed: BTreeSet<String> = [normalize("00008110-001A2B3C4D5E6F01")].into();
         let (events, appeared) = bus.on_scan(scan(&[NORMAL]), &listed, &anna());
         assert!(events.is_empty(), "{events:?}");
@@ -356,7 +410,7 @@ mod tests {
 
     #[test]
     fn a_phone_usbmuxd_does_not_list_is_usb_only() {
-        let (mut bus, _rx) = Bus::new();
+        let (mut bus, _rx) = settled_bus();
         let (events, _) = bus.on_scan(scan(&[NORMAL]), &BTreeSet::new(), &[]);
         assert!(
             matches!(&events[..], [api::Event::UsbDeviceAttached { mode, .. }] if mode == "normal")
@@ -369,7 +423,7 @@ mod tests {
 
     #[test]
     fn leaving_normal_mode_into_recovery_and_back_are_mode_changes() {
-        let (mut bus, _rx) = Bus::new();
+        let (mut bus, _rx) = settled_bus();
         let listed: BTreeSet<String> = [normalize("00008110-001A2B3C4D5E6F01")].into();
         let _ = bus.on_scan(scan(&[NORMAL]), &listed, &anna());
         let (events, _) = bus.on_scan(scan(&[RECOVERY]), &BTreeSet::new(), &anna());
@@ -400,7 +454,7 @@ mod tests {
 
     #[test]
     fn a_phone_known_from_history_first_seen_in_recovery_left_normal_mode() {
-        let (mut bus, _rx) = Bus::new();
+        let (mut bus, _rx) = settled_bus();
         let (events, _) = bus.on_scan(scan(&[RECOVERY]), &BTreeSet::new(), &anna());
         assert!(
             events
@@ -408,7 +462,7 @@ mod tests {
                 .any(|e| matches!(e, api::Event::ModeChanged { from, .. } if from == "normal"))
         );
         // Unknown to the history: no change to speak of.
-        let (mut bus, _rx) = Bus::new();
+        let (mut bus, _rx) = settled_bus();
         let (events, _) = bus.on_scan(scan(&[RECOVERY]), &BTreeSet::new(), &[]);
         assert!(
             !events
@@ -419,7 +473,7 @@ mod tests {
 
     #[test]
     fn an_unreadable_bus_is_a_denied_access() {
-        let (mut bus, _rx) = Bus::new();
+        let (mut bus, _rx) = settled_bus();
         assert_eq!(bus.access(), None);
         let _ = bus.on_scan(Err("libusb: access denied".into()), &BTreeSet::new(), &[]);
         assert!(matches!(bus.access(), Some(UsbAccess::Denied { .. })));
