@@ -17,11 +17,19 @@ mod fuzz_targets;
 /// What a fuzz target does with one input.
 type Target = fn(&[u8]);
 
+/// Targets of the daemon's inputs, replayed by `crates/backupd/tests/fuzz_corpus.rs` (they need its crates).
+const DAEMON_TARGETS: [&str; 2] = ["api_request", "config_file"];
+
 /// Every fuzz target and the function it runs.
-const TARGETS: [(&str, Target); 3] = [
+const TARGETS: [(&str, Target); 8] = [
     ("usbmuxd_packet", fuzz_targets::usbmuxd_packet),
     ("lockdown_frame", fuzz_targets::lockdown_frame),
     ("services_reply", fuzz_targets::services_reply),
+    ("devicelink_message", fuzz_targets::devicelink_message),
+    ("mobilebackup2_message", fuzz_targets::mobilebackup2_message),
+    ("file_transfer", fuzz_targets::file_transfer),
+    ("afc_packet", fuzz_targets::afc_packet),
+    ("pair_record", fuzz_targets::pair_record),
 ];
 
 fn corpus_dir() -> PathBuf {
@@ -76,6 +84,31 @@ fn services_reply_corpus_replays_without_panic() {
 }
 
 #[test]
+fn devicelink_message_corpus_replays_without_panic() {
+    replay("devicelink_message");
+}
+
+#[test]
+fn mobilebackup2_message_corpus_replays_without_panic() {
+    replay("mobilebackup2_message");
+}
+
+#[test]
+fn file_transfer_corpus_replays_without_panic() {
+    replay("file_transfer");
+}
+
+#[test]
+fn afc_packet_corpus_replays_without_panic() {
+    replay("afc_packet");
+}
+
+#[test]
+fn pair_record_corpus_replays_without_panic() {
+    replay("pair_record");
+}
+
+#[test]
 fn every_corpus_directory_belongs_to_a_replayed_target() {
     let mut dirs: Vec<String> = fs::read_dir(corpus_dir())
         .expect("list fuzz/corpus")
@@ -90,6 +123,7 @@ fn every_corpus_directory_belongs_to_a_replayed_target() {
         .collect();
     dirs.sort();
     let mut targets: Vec<&str> = TARGETS.iter().map(|(name, _)| *name).collect();
+    targets.extend(DAEMON_TARGETS);
     targets.sort();
     assert_eq!(dirs, targets);
 }
@@ -107,6 +141,7 @@ fn every_target_in_the_fuzz_manifest_is_replayed() {
         .collect();
     bins.sort();
     let mut targets: Vec<&str> = TARGETS.iter().map(|(name, _)| *name).collect();
+    targets.extend(DAEMON_TARGETS);
     targets.sort();
     assert_eq!(bins, targets);
 }
