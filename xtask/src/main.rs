@@ -3,12 +3,14 @@
 //! Each task lives in its own module; `main` only picks the task from the first argument.
 
 mod bench;
+mod chaos;
 mod ci;
 mod codegen;
 mod demo;
 mod demo_usb;
 mod dist;
 mod docs;
+mod fuzz;
 mod install;
 mod peers;
 mod procs;
@@ -40,6 +42,12 @@ tasks:
                      remove what install recorded for that prefix
   dist [--check]     build target/dist/backupd_<version>_<arch>.deb with cargo-deb; with --check, also
                      install it with dpkg (as root), check files, modes, group and binaries, then purge it
+  fuzz [--minutes N | --seconds N] [--target NAME]...
+                     build the cargo-fuzz targets of fuzz/ (stable with RUSTC_BOOTSTRAP=1) and run each
+                     for N minutes (default 10), then print inputs run, coverage and crashes
+  chaos unplug [--points N]
+                     cut the simulated phone at N points of a backup's bytes (default 100) and at every
+                     DeviceLink message boundary; the previous backup must survive each cut
   bench [status]     measure backupd against ideviceinfo on the simulator and print ratios
   bench backup [BYTES]
                      back up the same simulated phone (default 1 GiB of files from 1 KB to 100 MB) with
@@ -139,6 +147,32 @@ fn run(args: &[String]) -> anyhow::Result<()> {
             let deb = dist::dist(&root)?;
             if check { dist::check(&deb) } else { Ok(()) }
         }
+        "fuzz" => {
+            let mut seconds = 600;
+            let mut only = Vec::new();
+            let mut it = rest.iter();
+            while let Some(a) = it.next() {
+                let mut number = |what: &str| -> anyhow::Result<u64> {
+                    it.next()
+                        .and_then(|n| n.parse().ok())
+                        .with_context(|| format!("{what} needs a number"))
+                };
+                match a.as_str() {
+                    "--minutes" => seconds = number("--minutes")?.saturating_mul(60),
+                    "--seconds" => seconds = number("--seconds")?,
+                    "--target" => only.push(it.next().context("--target needs a NAME")?.clone()),
+                    other => bail!("unexpected argument `{other}`\n\n{USAGE}"),
+                }
+            }
+            fuzz::run(&root, &only, seconds)
+        }
+        "chaos" => match rest {
+            [kind] if kind == "unplug" => chaos::unplug(&root, 100),
+            [kind, flag, n] if kind == "unplug" && flag == "--points" => {
+                chaos::unplug(&root, n.parse().context("--points needs a number")?)
+            }
+            _ => bail!("expected `chaos unplug [--points N]`\n\n{USAGE}"),
+        },
         "bench" => bench::run(&root, rest),
         // Internal: the measuring helper of `bench`.
         "bench-measure" => bench::measure(rest),

@@ -102,6 +102,10 @@ pub(crate) struct Link {
     pub(crate) data_sent: u64,
     /// Drop the connection once `data_sent` reaches this.
     pub(crate) disconnect_after: Option<u64>,
+    /// DeviceLink messages sent since the count was last reset.
+    pub(crate) messages_sent: u64,
+    /// Drop the connection instead of sending message number `messages_sent` when it reaches this.
+    pub(crate) disconnect_before_message: Option<u64>,
 }
 
 impl Link {
@@ -119,6 +123,8 @@ impl Link {
             outbox: Vec::new(),
             data_sent: 0,
             disconnect_after: None,
+            messages_sent: 0,
+            disconnect_before_message: None,
         }
     }
 
@@ -132,6 +138,10 @@ impl Link {
 
     /// Sends a message.
     pub(crate) async fn send(&mut self, msg: &DeviceMessage) -> Result<(), LinkError> {
+        if self.disconnect_before_message == Some(self.messages_sent) {
+            return Err(self.unplug().await);
+        }
+        self.messages_sent += 1;
         self.outbox.extend_from_slice(&msg.encode());
         self.flush().await?;
         Ok(())

@@ -117,6 +117,10 @@ pub struct BackupFaults {
     /// or `moves` (after the first batch of final moves), so that hosts can be tested at those points.
     #[serde(default)]
     pub disconnect_during: Option<DisconnectStage>,
+    /// Drop the connection instead of sending the backup's DeviceLink message number `n` (counted from 0
+    /// after the `Backup` request), so that hosts can be cut at every message boundary.
+    #[serde(default)]
+    pub disconnect_before_message: Option<u64>,
 }
 
 /// A stage of a backup at which [`BackupFaults::disconnect_during`] unplugs the phone.
@@ -140,6 +144,7 @@ impl Default for BackupFaults {
             hostile_names: false,
             lock_sync_held: false,
             disconnect_during: None,
+            disconnect_before_message: None,
         }
     }
 }

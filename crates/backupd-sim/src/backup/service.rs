@@ -335,6 +335,8 @@ async fn backup(
     }
     let work = tempfile::tempdir()?;
     let encrypted = will_encrypt(phone);
+    link.messages_sent = 0;
+    link.disconnect_before_message = faults.disconnect_before_message;
 
     // The first thing a phone asks for is the previous Status.plist.
     let status_path = format!("{udid}/{}", mobilebackup2::STATUS_PLIST);
