@@ -46,7 +46,14 @@ impl Store {
         let path = state_dir.join(STATE_FILE);
         let on_disk = match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice::<OnDisk>(&bytes).unwrap_or_else(|e| {
-                tracing::warn!(path = %path.display(), error = %e, "ignoring unreadable state file");
+                // Kept aside, not overwritten by the next save: it is the evidence of what went wrong.
+                let aside = keep_aside(&path);
+                tracing::error!(
+                    path = %path.display(),
+                    kept_as = aside.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                    error = %e,
+                    "the state file is unreadable (truncated or not JSON): it is kept aside and the daemon starts from an empty state; local backups are not affected"
+                );
                 OnDisk::default()
             }),
             Err(_) => OnDisk::default(),
@@ -188,9 +195,54 @@ impl Store {
     }
 }
 
+/// Renames an unreadable state file to `state.json.bad-<seconds since 1970>`; the new name, or `None` when
+/// even that failed.
+fn keep_aside(path: &Path) -> Option<PathBuf> {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let mut aside = path.with_extension(format!("json.bad-{secs}"));
+    let mut n = 1;
+    while aside.exists() {
+        aside = path.with_extension(format!("json.bad-{secs}-{n}"));
+        n += 1;
+    }
+    std::fs::rename(path, &aside).ok().map(|()| aside)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_truncated_or_foreign_state_file_is_kept_aside_and_the_daemon_starts_empty() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut store = Store::load(dir.path());
+        store.attached("00008110-001A2B3C4D5E6F01");
+        store.save();
+        let good = std::fs::read(dir.path().join(STATE_FILE)).expect("read");
+        for bad in [&good[..good.len() / 2], b"not json at all", b""] {
+            std::fs::write(dir.path().join(STATE_FILE), bad).expect("write");
+            let again = Store::load(dir.path());
+            assert!(again.devices.is_empty());
+            assert!(!dir.path().join(STATE_FILE).exists(), "moved aside");
+            again.save();
+            assert!(Store::load(dir.path()).devices.is_empty());
+        }
+        let kept: Vec<Vec<u8>> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("state.json.bad-")
+            })
+            .map(|e| std::fs::read(e.path()).expect("read"))
+            .collect();
+        assert_eq!(kept.len(), 3);
+        assert!(kept.contains(&b"not json at all".to_vec()));
+        assert!(kept.contains(&good[..good.len() / 2].to_vec()));
+    }
 
     #[test]
     fn state_survives_a_restart_as_detached() {
