@@ -29,7 +29,8 @@ pub fn api_request(data: &[u8]) {
                 | Route::DeviceDiagnose(u)
                 | Route::DeviceBackup(u)
                 | Route::DeviceBackups(u)
-                | Route::DeviceEncryption(u) => Some(u),
+                | Route::DeviceEncryption(u)
+                | Route::DeviceInspect(u) => Some(u),
                 _ => None,
             };
             if let Some(u) = udid {
