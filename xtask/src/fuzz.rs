@@ -13,6 +13,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
+
 /// What one target's run showed.
 struct Figures {
     target: String,
@@ -64,14 +65,14 @@ fn ensure_cargo_fuzz() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds every target (optimised, with debug assertions and AddressSanitizer).
+/// Builds every target (optimised, with AddressSanitizer and libFuzzer's coverage instrumentation).
 pub(crate) fn build(root: &Path) -> anyhow::Result<()> {
     ensure_cargo_fuzz()?;
     let started = Instant::now();
     let status = Command::new(cargo())
         .current_dir(root.join("fuzz"))
         .env("RUSTC_BOOTSTRAP", "1")
-        .args(["fuzz", "build", "-O", "--debug-assertions"])
+        .args(["fuzz", "build", "-O"])
         .status()
         .context("start cargo fuzz build")?;
     if !status.success() {
@@ -112,7 +113,7 @@ pub(crate) fn run(root: &Path, only: &[String], seconds: u64) -> anyhow::Result<
         let status = Command::new(cargo())
             .current_dir(root.join("fuzz"))
             .env("RUSTC_BOOTSTRAP", "1")
-            .args(["fuzz", "run", "-O", "--debug-assertions", target])
+            .args(["fuzz", "run", "-O", target])
             .arg(&work)
             .arg(&seeds)
             .arg("--")
