@@ -13,7 +13,6 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 
-
 /// What one target's run showed.
 struct Figures {
     target: String,
