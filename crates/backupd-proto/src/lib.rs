@@ -6,7 +6,9 @@
 //! from the wire is bounded before anything is allocated for it.
 
 pub mod afc;
+pub mod backup_cipher;
 pub mod devicelink;
+pub mod keybag;
 pub mod lockdown;
 pub mod mobilebackup2;
 pub mod pair;

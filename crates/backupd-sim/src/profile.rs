@@ -265,6 +265,18 @@ impl Profile {
             }
         }
         profile.backup.validate().map_err(invalid)?;
+        let will_encrypt = profile
+            .lockdown
+            .get("com.apple.mobile.backup")
+            .and_then(|t| t.get("WillEncrypt"))
+            .and_then(toml::Value::as_bool)
+            == Some(true);
+        if will_encrypt && profile.backup.password.is_none() {
+            // A phone that encrypts has a backup password: it encrypts every file with keys sealed by it.
+            return Err(invalid(
+                "WillEncrypt is true, so backup.password must be set".into(),
+            ));
+        }
         for app in &profile.apps {
             for (key, value) in &app.entitlements {
                 toml_to_plist(value)

@@ -75,6 +75,11 @@ pub(crate) enum Downloaded {
 pub(crate) enum Source {
     /// Generated content.
     Content(Content),
+    /// Generated content, encrypted with this key as the phone stores a file of an encrypted backup.
+    Encrypted(
+        Content,
+        zeroize::Zeroizing<[u8; backupd_proto::keybag::KEY_LEN]>,
+    ),
     /// Bytes in memory.
     Bytes(Vec<u8>),
     /// A file on the simulator's disk.
@@ -340,6 +345,7 @@ impl Link {
         for f in &files {
             total += match &f.source {
                 Source::Content(c) => c.remaining(),
+                Source::Encrypted(c, _) => backupd_proto::backup_cipher::padded_len(c.remaining()),
                 Source::Bytes(b) => b.len() as u64,
                 Source::File(p) => std::fs::metadata(p)?.len(),
             };
@@ -363,6 +369,24 @@ impl Link {
                     }
                     self.send_data(&mut encoder, &buf[..n]).await?;
                 },
+                Source::Encrypted(mut c, key) => {
+                    use backupd_proto::backup_cipher::{Encryptor, Padding};
+                    let mut enc = Encryptor::new(&key, Padding::Pkcs7);
+                    let mut out = Vec::with_capacity(buf.len() + 16);
+                    loop {
+                        let n = c.fill(&mut buf);
+                        out.clear();
+                        if n == 0 {
+                            enc.finish(&mut out).map_err(std::io::Error::other)?;
+                            self.send_data(&mut encoder, &out).await?;
+                            break;
+                        }
+                        enc.update(&buf[..n], &mut out);
+                        if !out.is_empty() {
+                            self.send_data(&mut encoder, &out).await?;
+                        }
+                    }
+                }
                 Source::Bytes(b) => {
                     for chunk in b.chunks(devicelink::DATA_CHUNK_LEN) {
                         self.send_data(&mut encoder, chunk).await?;

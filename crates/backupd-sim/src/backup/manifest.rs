@@ -7,10 +7,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use backupd_proto::mobilebackup2::{MANIFEST_DB_SCHEMA, MbFile};
 
+use super::crypto::PhoneKeys;
 use super::files::{BackupFile, FileSet};
 
 /// Writes a Manifest.db listing every directory and file of the set.
-pub(crate) fn write(path: &Path, set: &FileSet) -> rusqlite::Result<()> {
+/// With `keys` (an encrypted backup) every non-empty file's record carries its `EncryptionKey`.
+pub(crate) fn write(path: &Path, set: &FileSet, keys: Option<&PhoneKeys>) -> rusqlite::Result<()> {
     let mut conn = Connection::open(path)?;
     conn.execute_batch(MANIFEST_DB_SCHEMA)?;
     let tx = conn.transaction()?;
@@ -19,12 +21,16 @@ pub(crate) fn write(path: &Path, set: &FileSet) -> rusqlite::Result<()> {
             "INSERT OR REPLACE INTO Files (fileID, domain, relativePath, flags, file) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         let mut add = |f: &BackupFile| {
+            let mut record = f.record();
+            if let Some(keys) = keys {
+                record.encryption_key = keys.encryption_key(f, record.protection_class as u32);
+            }
             insert.execute(params![
                 f.file_id(),
                 f.domain,
                 f.relative_path,
                 f.flags(),
-                f.record().to_archive()
+                record.to_archive()
             ])
         };
         for d in set.directories() {

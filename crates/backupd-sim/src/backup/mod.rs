@@ -17,6 +17,7 @@
 //!    and of `Snapshot/`, Status.plist with `SnapshotState` `finished`, and the final `Response`.
 
 mod afc;
+mod crypto;
 pub mod files;
 mod link;
 mod manifest;
@@ -89,6 +90,10 @@ struct Inner {
     /// UUIDs of the backups this phone completed, the latest last.
     backups: Vec<String>,
     password: Option<String>,
+    /// How often encryption was turned on: each time the phone makes new class keys.
+    epoch: u64,
+    /// The keybag sealed with the current password (sealing runs the slow key derivation once per password).
+    keybag: Option<Vec<u8>>,
     report: Option<BackupReport>,
 }
 
@@ -213,8 +218,44 @@ impl PhoneBackup {
         self.inner().password.clone()
     }
 
-    fn set_password(&self, password: Option<String>) {
-        self.inner().password = password;
+    /// Sets the backup password; `new_keys` when encryption is being turned on, so the phone makes new
+    /// class keys. The keybag is sealed again on next use.
+    fn set_password(&self, password: Option<String>, new_keys: bool) {
+        let mut inner = self.inner();
+        inner.password = password;
+        inner.keybag = None;
+        if new_keys {
+            inner.epoch += 1;
+        }
+    }
+
+    /// The phone's encryption keys now.
+    fn keys(&self, udid: &str) -> crypto::PhoneKeys {
+        crypto::PhoneKeys::new(udid, self.profile.seed, self.inner().epoch)
+    }
+
+    /// The keybag sealed with the current password, sealing it first when needed (slow: run off the async
+    /// workers). `None` without a password.
+    async fn keybag(&self, udid: &str) -> Option<Vec<u8>> {
+        let (password, epoch) = {
+            let inner = self.inner();
+            if let Some(k) = &inner.keybag {
+                return Some(k.clone());
+            }
+            (inner.password.clone()?, inner.epoch)
+        };
+        let keys = self.keys(udid);
+        let (iter, dpic) = (self.profile.kdf_iterations, self.profile.kdf_dp_iterations);
+        let used = password.clone();
+        let sealed = tokio::task::spawn_blocking(move || keys.seal(&used, iter, dpic).to_bytes())
+            .await
+            .ok()?;
+        let mut inner = self.inner();
+        // A password change while sealing wins: its keybag is sealed on the next use.
+        if inner.epoch == epoch && inner.password.as_deref() == Some(password.as_str()) {
+            inner.keybag = Some(sealed.clone());
+        }
+        Some(sealed)
     }
 
     /// Whether this phone completed the backup with this UUID.

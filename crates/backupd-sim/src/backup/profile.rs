@@ -29,6 +29,13 @@ pub struct BackupProfile {
     /// `WasPasscodeSet` in Manifest.plist.
     #[serde(default = "yes")]
     pub passcode_set: bool,
+    /// `ITER` of the keybag: PBKDF2-HMAC-SHA1 rounds (10,000 as commonly reported for iOS 10.2 and later).
+    #[serde(default = "default_iterations")]
+    pub kdf_iterations: u32,
+    /// `DPIC` of the keybag: PBKDF2-HMAC-SHA256 rounds (10,000,000 as commonly reported). Tests set small
+    /// counts to stay fast; the protocol is the same.
+    #[serde(default = "default_dp_iterations")]
+    pub kdf_dp_iterations: u32,
     /// Faults of the backup service.
     #[serde(default)]
     pub faults: BackupFaults,
@@ -44,6 +51,8 @@ impl Default for BackupProfile {
             seed: 0,
             password: None,
             passcode_set: true,
+            kdf_iterations: default_iterations(),
+            kdf_dp_iterations: default_dp_iterations(),
             faults: BackupFaults::default(),
         }
     }
@@ -55,6 +64,14 @@ fn default_min_file() -> u64 {
 
 fn default_max_file() -> u64 {
     1 << 20
+}
+
+fn default_iterations() -> u32 {
+    10_000
+}
+
+fn default_dp_iterations() -> u32 {
+    10_000_000
 }
 
 fn yes() -> bool {
@@ -159,6 +176,18 @@ impl BackupProfile {
                 "backup: generated_min_file ({}) must be at least 1 and at most generated_max_file ({})",
                 self.generated_min_file, self.generated_max_file
             ));
+        }
+        let limit = backupd_proto::keybag::MAX_ITERATIONS;
+        for (name, n) in [
+            ("kdf_iterations", self.kdf_iterations),
+            ("kdf_dp_iterations", self.kdf_dp_iterations),
+        ] {
+            if n == 0 || n > limit {
+                return Err(format!("backup: {name} must be from 1 to {limit}"));
+            }
+        }
+        if self.password.as_deref() == Some("") {
+            return Err("backup: password must not be empty".into());
         }
         let mut seen = BTreeSet::new();
         for f in &self.files {

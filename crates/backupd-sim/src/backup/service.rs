@@ -12,6 +12,7 @@ use backupd_proto::mobilebackup2::{
 use backupd_proto::usbmuxd::same_udid;
 
 use super::BackupReport;
+use super::crypto::{self, PhoneKeys};
 use super::files::BackupFile;
 use super::link::{Downloaded, Link, LinkError, Sink, Source, Upload};
 use super::manifest;
@@ -140,28 +141,43 @@ async fn change_password(phone: &Phone, old: Option<String>, new: Option<String>
     }
     let bp = phone.backup();
     let encrypted = will_encrypt(phone);
-    let current = bp.password();
-    let old_ok = |old: &str| current.as_deref().is_none_or(|c| c == old);
-    let enable = match (old.as_deref(), new) {
-        (None, Some(new)) if !encrypted => Some(new),
-        (Some(old), new) if encrypted && old_ok(old) => match new {
-            Some(new) => {
-                bp.set_password(Some(new));
-                return Response::ok();
-            }
-            None => None,
-        },
+    // The phone checks the old password against the one its keybag is sealed with.
+    let old_ok = |old: &str| bp.password().as_deref() == Some(old);
+    let on = match (old.as_deref(), new) {
         (None, None) => return unsupported("ChangePassword without a password"),
+        (None, Some(new)) if !encrypted => {
+            // Turning encryption on: new class keys, sealed with the new password.
+            bp.set_password(Some(new), true);
+            true
+        }
+        (Some(old), Some(new)) if encrypted && old_ok(old) => {
+            // A new password seals the same class keys again: files already backed up keep their keys.
+            bp.set_password(Some(new), false);
+            true
+        }
+        (Some(old), None) if encrypted && old_ok(old) => {
+            bp.set_password(None, false);
+            false
+        }
         _ => return Response::error(error_code::INVALID_PASSWORD),
     };
-    let on = enable.is_some();
-    bp.set_password(enable);
-    phone.set_lockdown_value(
-        Some("com.apple.mobile.backup"),
-        "WillEncrypt",
-        Value::Boolean(on),
-    );
+    if on && bp.keybag(phone.udid()).await.is_none() {
+        return Response::error(error_code::SNAPSHOT_FAILED);
+    }
+    if on != encrypted {
+        phone.set_lockdown_value(
+            Some("com.apple.mobile.backup"),
+            "WillEncrypt",
+            Value::Boolean(on),
+        );
+    }
     Response::ok()
+}
+
+/// What an encrypted backup needs: the phone's keys and the keybag sealed with the backup password.
+struct Crypt {
+    keys: PhoneKeys,
+    keybag: Vec<u8>,
 }
 
 /// What the host kept of the previous backup, when the phone can build on it.
@@ -184,7 +200,7 @@ fn status(uuid: &str, full: bool, state: &str) -> Status {
     }
 }
 
-fn manifest_properties(phone: &Phone, encrypted: bool) -> ManifestProperties {
+fn manifest_properties(phone: &Phone, crypt: Option<(&Crypt, Vec<u8>)>) -> ManifestProperties {
     let mut lockdown = Dictionary::new();
     for key in [
         "BuildVersion",
@@ -225,6 +241,12 @@ fn manifest_properties(phone: &Phone, encrypted: bool) -> ManifestProperties {
         );
         applications.insert(app.bundle_id.clone(), Value::Dictionary(a));
     }
+    let mut extra = Dictionary::new();
+    let encrypted = crypt.is_some();
+    if let Some((crypt, manifest_key)) = crypt {
+        extra.insert("BackupKeyBag".into(), Value::Data(crypt.keybag.clone()));
+        extra.insert("ManifestKey".into(), Value::Data(manifest_key));
+    }
     ManifestProperties {
         version: "10.0".into(),
         system_domains_version: Some("24.0".into()),
@@ -233,7 +255,7 @@ fn manifest_properties(phone: &Phone, encrypted: bool) -> ManifestProperties {
         was_passcode_set: phone.backup().profile().passcode_set,
         lockdown,
         applications,
-        extra: Dictionary::new(),
+        extra,
     }
 }
 
@@ -246,7 +268,7 @@ async fn previous_backup(
     link: &mut Link,
     udid: &str,
     status: Option<Status>,
-    encrypted: bool,
+    crypt: Option<&Crypt>,
     work: &std::path::Path,
 ) -> Result<Result<Option<Previous>, Response>, LinkError> {
     let Some(status) = status else {
@@ -294,12 +316,32 @@ async fn previous_backup(
     let same_phone = properties
         .unique_device_id()
         .is_some_and(|id| same_udid(id, phone.udid()));
-    if !same_phone || properties.is_encrypted != encrypted {
+    if !same_phone || properties.is_encrypted != crypt.is_some() {
         return Ok(Ok(None));
     }
     if !matches!(db, Downloaded::File(n) if n > 0) {
         return Ok(Ok(None));
     }
+    let db_path = match crypt {
+        None => db_path,
+        Some(crypt) => {
+            // The phone opens the previous Manifest.db with the key it wrapped in that backup's ManifestKey;
+            // keys it no longer has (encryption turned off and on since) mean a full backup.
+            let key = properties
+                .extra
+                .get("ManifestKey")
+                .and_then(Value::as_data)
+                .and_then(|k| crypt.keys.open_manifest_key(k));
+            let Some(key) = key else {
+                return Ok(Ok(None));
+            };
+            let plain = work.join("previous-Manifest-plain.db");
+            if crypto::crypt_file(&db_path, &plain, &key, false).is_err() {
+                return Ok(Ok(None));
+            }
+            plain
+        }
+    };
     Ok(Ok(
         manifest::Previous::open(&db_path).map(|manifest_db| Previous { manifest_db })
     ))
@@ -334,9 +376,20 @@ async fn backup(
         return Ok(Response::error(error_code::DEVICE_LOCKED));
     }
     let work = tempfile::tempdir()?;
-    let encrypted = will_encrypt(phone);
     link.messages_sent = 0;
     link.disconnect_before_message = faults.disconnect_before_message;
+    let crypt = if will_encrypt(phone) {
+        let Some(keybag) = bp.keybag(udid).await else {
+            bp.set_report(BackupReport::failed(error_code::SNAPSHOT_FAILED));
+            return Ok(Response::error(error_code::SNAPSHOT_FAILED));
+        };
+        Some(Crypt {
+            keys: bp.keys(udid),
+            keybag,
+        })
+    } else {
+        None
+    };
 
     // The first thing a phone asks for is the previous Status.plist.
     let status_path = format!("{udid}/{}", mobilebackup2::STATUS_PLIST);
@@ -358,7 +411,7 @@ async fn backup(
     let previous = if options.force_full {
         None
     } else {
-        match previous_backup(phone, link, udid, old_status, encrypted, work.path()).await? {
+        match previous_backup(phone, link, udid, old_status, crypt.as_ref(), work.path()).await? {
             Ok(p) => p,
             Err(response) => {
                 bp.set_report(BackupReport::failed(response.error_code));
@@ -370,7 +423,8 @@ async fn backup(
 
     let set = bp.file_set();
     let db_path = work.path().join(mobilebackup2::MANIFEST_DB);
-    manifest::write(&db_path, &set).map_err(std::io::Error::other)?;
+    manifest::write(&db_path, &set, crypt.as_ref().map(|c| &c.keys))
+        .map_err(std::io::Error::other)?;
     let uploads: Vec<BackupFile> = set
         .files()
         .filter(|f| previous.as_ref().is_none_or(|p| p.manifest_db.changed(f)))
@@ -386,7 +440,12 @@ async fn backup(
         None => Vec::new(),
     };
     drop(previous);
-    let data_bytes: u64 = uploads.iter().map(|f| f.size).sum();
+    // An encrypted file is stored padded: 1 to 16 bytes more than its size.
+    let stored = |f: &BackupFile| match &crypt {
+        Some(_) if f.size > 0 => backupd_proto::backup_cipher::padded_len(f.size),
+        _ => f.size,
+    };
+    let data_bytes: u64 = uploads.iter().map(stored).sum();
     let db_len = std::fs::metadata(&db_path)?.len();
 
     let free = link.request(&DeviceMessage::GetFreeDiskSpace).await?;
@@ -462,13 +521,17 @@ async fn backup(
             }
             batch_bytes = 0;
         }
+        let source = match &crypt {
+            Some(c) if f.size > 0 => Source::Encrypted(f.content(set.seed()), c.keys.file_key(f)),
+            _ => Source::Content(f.content(set.seed())),
+        };
         batch.push(Upload {
             device_path: f.device_path(),
             host_path: mobilebackup2::snapshot_file_path(udid, &id),
-            source: Source::Content(f.content(set.seed())),
+            source,
         });
-        batch_bytes += f.size;
-        done_bytes += f.size;
+        batch_bytes += stored(f);
+        done_bytes += stored(f);
         report.uploaded.push(id);
         report.uploaded_bytes += f.size;
     }
@@ -480,16 +543,26 @@ async fn backup(
     }
 
     let snapshot = |name: &str| format!("{udid}/{}/{name}", mobilebackup2::SNAPSHOT_DIR);
+    // An encrypted backup's Manifest.db is encrypted whole with a fresh key, wrapped in its ManifestKey.
+    let (db_upload, properties) = match &crypt {
+        Some(c) => {
+            let (key, wrapped) = c.keys.new_manifest_key();
+            let encrypted_db = work.path().join("Manifest-encrypted.db");
+            crypto::crypt_file(&db_path, &encrypted_db, &key, true)?;
+            (encrypted_db, manifest_properties(phone, Some((c, wrapped))))
+        }
+        None => (db_path.clone(), manifest_properties(phone, None)),
+    };
     let metadata = vec![
         Upload {
             device_path: "/.ba/Manifest.db".into(),
             host_path: snapshot(mobilebackup2::MANIFEST_DB),
-            source: Source::File(db_path.clone()),
+            source: Source::File(db_upload),
         },
         Upload {
             device_path: "/.ba/Manifest.plist".into(),
             host_path: snapshot(mobilebackup2::MANIFEST_PLIST),
-            source: Source::Bytes(manifest_properties(phone, encrypted).to_bytes()),
+            source: Source::Bytes(properties.to_bytes()),
         },
     ];
     if faults.disconnect_during == Some(super::profile::DisconnectStage::ManifestDb) {
