@@ -34,6 +34,7 @@ async fn ours(rig: &SimRig, root: &Path, full: bool) -> engine::Outcome {
         full,
         keep_versions: 2,
         min_free_bytes: 0,
+        password: None,
     };
     let store = Store::new(root);
     tokio::time::timeout(

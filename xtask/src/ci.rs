@@ -174,6 +174,8 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
     crate::dist::ensure_cargo_deb()?;
     let pmd3 = peers::pymobiledevice3(root);
     let pmd3 = pmd3.to_str().context("non-UTF-8 path")?;
+    let python = peers::python(root);
+    let python = python.to_str().context("non-UTF-8 path")?;
     cargo(root, &["fmt", "--all", "--", "--check"], &[])?;
     invariants(root)?;
     cargo(
@@ -220,7 +222,7 @@ pub(crate) fn run(root: &Path) -> anyhow::Result<()> {
             String::new()
         }
     };
-    let mut test_env = vec![("PYMOBILEDEVICE3", pmd3)];
+    let mut test_env = vec![("PYMOBILEDEVICE3", pmd3), ("PEERS_PYTHON", python)];
     if !guides.is_empty() {
         test_env.push(("BACKUPD_GUIDES_DIR", guides.as_str()));
     }

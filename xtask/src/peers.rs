@@ -10,6 +10,8 @@ use anyhow::{Context, bail};
 
 /// The pymobiledevice3 release the interop tests were written against (see `../shared/protocol.md` §9).
 pub(crate) const PYMOBILEDEVICE3_VERSION: &str = "11.45.0";
+/// The independent decryptor of encrypted backups the interop tests open backups with (PyPI).
+pub(crate) const IPHONE_BACKUP_DECRYPT_VERSION: &str = "0.11.2";
 
 const IDEVICE_TOOLS: &[&str] = &[
     "idevice_id",
@@ -43,6 +45,23 @@ pub(crate) fn venv_dir(root: &Path) -> PathBuf {
 /// The pymobiledevice3 executable the tests use.
 pub(crate) fn pymobiledevice3(root: &Path) -> PathBuf {
     venv_dir(root).join("bin").join("pymobiledevice3")
+}
+
+/// The venv's Python, which has iphone_backup_decrypt.
+pub(crate) fn python(root: &Path) -> PathBuf {
+    venv_dir(root).join("bin").join("python")
+}
+
+/// Whether the venv has iphone_backup_decrypt at the pinned version.
+fn has_decryptor(root: &Path) -> bool {
+    Command::new(python(root))
+        .args([
+            "-c",
+            "import importlib.metadata as m, sys; sys.exit(m.version('iphone_backup_decrypt') != sys.argv[1])",
+            IPHONE_BACKUP_DECRYPT_VERSION,
+        ])
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Installs whatever peer is missing and checks each one answers.
@@ -127,6 +146,24 @@ pub(crate) fn ensure(root: &Path) -> anyhow::Result<()> {
         if !pmd3.is_file() {
             bail!(
                 "pymobiledevice3 did not install into {}",
+                venv_dir(root).display()
+            );
+        }
+    }
+    if !has_decryptor(root) {
+        eprintln!(
+            "xtask: installing iphone_backup_decrypt {IPHONE_BACKUP_DECRYPT_VERSION} into {}",
+            venv_dir(root).display()
+        );
+        let pip = venv_dir(root).join("bin").join("pip");
+        run(Command::new(&pip)
+            .args(["install", "-q", "--disable-pip-version-check"])
+            .arg(format!(
+                "iphone_backup_decrypt=={IPHONE_BACKUP_DECRYPT_VERSION}"
+            )))?;
+        if !has_decryptor(root) {
+            bail!(
+                "iphone_backup_decrypt did not install into {}",
                 venv_dir(root).display()
             );
         }

@@ -43,6 +43,10 @@ pub const DEVICE_ENCRYPTION: &str = "encryption";
 /// Under [`PATH_DEVICE_PREFIX`]`{udid}`: `POST …/inspect` with an [`InspectRequest`] body looks inside the newest
 /// local backup (read-only) and answers an [`Inspection`]; the diagnosis then uses what it found.
 pub const DEVICE_INSPECT: &str = "inspect";
+/// Under [`PATH_DEVICE_PREFIX`]`{udid}`: `POST …/backups/check-password` with a [`PasswordCheck`] body checks
+/// the backup password against the newest backup's keybag without decrypting any file; answers
+/// [`PasswordCheckResult`] (200, `ok` true or false), or 404 with code `no_encrypted_backup`.
+pub const DEVICE_CHECK_PASSWORD: &str = "backups/check-password";
 
 /// The environment variable naming the daemon's socket for clients.
 pub const SOCKET_ENV: &str = "BACKUPD_SOCKET";
@@ -67,6 +71,9 @@ pub mod exit {
     pub const JOB_FAILED: i32 = 7;
     /// The phone already has a job running.
     pub const BUSY: i32 = 8;
+    /// The backup password given does not open the backup (`backups --check-password`; a backup whose
+    /// full check was asked for with a password that does not open it, which is kept all the same).
+    pub const WRONG_PASSWORD: i32 = 9;
     /// Interrupted (Ctrl-C) while waiting; a job in the daemon goes on.
     pub const INTERRUPTED: i32 = 130;
 }
@@ -287,11 +294,51 @@ pub enum Event {
 }
 
 /// The body of `POST /v1/devices/{udid}/backup`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackupStart {
     /// Ask the phone for a full backup instead of an incremental one.
     #[serde(default)]
     pub full: bool,
+    /// The backup password of a phone that encrypts: the backup is then opened and checked in full rather
+    /// than by its structure. It travels only on the local socket; the daemon neither stores nor logs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for BackupStart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BackupStart")
+            .field("full", &self.full)
+            .field("password", &self.password.as_ref().map(|_| ".."))
+            .finish()
+    }
+}
+
+/// The body of `POST /v1/devices/{udid}/backups/check-password`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordCheck {
+    /// The password to check. Never stored, never logged.
+    pub password: String,
+}
+
+impl std::fmt::Debug for PasswordCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PasswordCheck { .. }")
+    }
+}
+
+/// The answer to `POST /v1/devices/{udid}/backups/check-password`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordCheckResult {
+    /// The phone.
+    pub udid: String,
+    /// Whether the password opens the newest backup.
+    pub ok: bool,
+    /// When it was checked (seconds since the Unix epoch); recorded only when it opened the backup.
+    pub checked_at: i64,
+    /// The date of the backup it was checked against.
+    #[serde(default)]
+    pub backup_date: Option<i64>,
 }
 
 /// What an encryption change does.
@@ -410,6 +457,13 @@ pub struct Job {
     /// Files checked by the verification of the finished backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_files: Option<u64>,
+    /// How the finished backup was verified: `manifest` (every file against Manifest.db), `structure`
+    /// (encrypted, checked without the password), `decrypted` (encrypted, opened with the password).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_method: Option<String>,
+    /// When a password was given for the backup: whether it opened it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_ok: Option<bool>,
 }
 
 /// The answer to `GET /v1/jobs`.
@@ -438,6 +492,13 @@ pub struct BackupEntry {
     pub encrypted: bool,
     /// Whether it passed verification.
     pub verified: bool,
+    /// How it was verified (`manifest`, `structure`, `decrypted`), for the newest backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verify_method: Option<String>,
+    /// When its password was last checked and opened it (seconds since the Unix epoch), for the newest
+    /// encrypted backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_checked_at: Option<i64>,
 }
 
 /// The answer to `GET /v1/devices/{udid}/backups`.

@@ -7,7 +7,7 @@
 //! The path is taken raw, as sent: nothing is percent-decoded, so `%2e%2e` is refused like `..`.
 
 use crate::{
-    DEVICE_BACKUP, DEVICE_BACKUPS, DEVICE_ENCRYPTION, DEVICE_INSPECT, PATH_DEVICE_PREFIX,
+    DEVICE_BACKUP, DEVICE_BACKUPS, DEVICE_CHECK_PASSWORD, DEVICE_ENCRYPTION, DEVICE_INSPECT, PATH_DEVICE_PREFIX,
     PATH_DEVICES, PATH_DIAGNOSE_ALL, PATH_EVENTS, PATH_INFO, PATH_JOBS, PATH_METRICS,
 };
 
@@ -40,6 +40,8 @@ pub enum Route {
     DeviceEncryption(String),
     /// `POST /v1/devices/{udid}/inspect`.
     DeviceInspect(String),
+    /// `POST /v1/devices/{udid}/backups/check-password`.
+    DeviceCheckPassword(String),
     /// `GET /v1/jobs/{id}`.
     Job(u64),
     /// `POST /v1/jobs/{id}/cancel`.
@@ -58,6 +60,7 @@ impl Route {
                 | Self::DeviceBackup(_)
                 | Self::DeviceEncryption(_)
                 | Self::DeviceInspect(_)
+                | Self::DeviceCheckPassword(_)
                 | Self::JobCancel(_)
         )
     }
@@ -160,6 +163,7 @@ pub fn parse(method: &str, path: &str) -> Result<Route, RouteError> {
             Some(DEVICE_BACKUPS) => allow(get, Route::DeviceBackups(udid)),
             Some(DEVICE_ENCRYPTION) => allow(post, Route::DeviceEncryption(udid)),
             Some(DEVICE_INSPECT) => allow(post, Route::DeviceInspect(udid)),
+            Some(DEVICE_CHECK_PASSWORD) => allow(post, Route::DeviceCheckPassword(udid)),
             Some(_) => Err(not_found()),
         };
     }

@@ -9,6 +9,7 @@
 //! This module spawns nothing: [`backup`] is one future. Dropping it (cancellation) drops the connections,
 //! which releases the phone's lock, and leaves staging behind for the next run to discard.
 
+use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
@@ -163,6 +164,9 @@ pub struct BackupRequest {
     /// Refuse to start with less free space than this where backups go. The phone checks for itself too:
     /// it asks for the free space and stops with error 105 when its backup will not fit.
     pub min_free_bytes: u64,
+    /// The backup password, when the person gave it: an encrypted backup is then opened and checked in
+    /// full. Never stored.
+    pub password: Option<crate::encrypted::Password>,
 }
 
 /// The phone's DeviceLink connection: one buffer shared by plist messages and raw file streams, so that no
@@ -470,7 +474,8 @@ struct Run<'a> {
     progress: Progress,
     started: Instant,
     tx: &'a watch::Sender<Progress>,
-    received: Vec<(String, u64)>,
+    /// Every file this run wrote, by its relative path where the phone left it, with its length.
+    received: BTreeMap<String, u64>,
     unsafe_paths: u64,
     unsafe_example: Option<String>,
 }
@@ -640,11 +645,7 @@ impl Run<'_> {
                         std::fs::rename(&part, &target).map_err(|e| {
                             BackupError::Protocol(format!("cannot place a file: {e}"))
                         })?;
-                        let rel = host_path
-                            .split_once('/')
-                            .map(|(_, r)| r.to_owned())
-                            .unwrap_or_default();
-                        self.received.push((rel, size));
+                        self.received.insert(relative(&host_path), size);
                         self.progress.files += 1;
                     }
                 }
@@ -691,8 +692,25 @@ impl Run<'_> {
         }
     }
 
+    /// Forgets what this run received at `rel` or below it.
+    fn forget(&mut self, rel: &str) -> Vec<(String, u64)> {
+        let below = format!("{rel}/");
+        let keys: Vec<String> = self
+            .received
+            .range(rel.to_owned()..)
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(rel))
+            .filter(|k| *k == rel || k.starts_with(&below))
+            .cloned()
+            .collect();
+        keys.into_iter()
+            .filter_map(|k| self.received.remove(&k).map(|v| (k, v)))
+            .collect()
+    }
+
     fn remove(&mut self, paths: &[String]) -> StatusResponse {
         for p in paths {
+            self.forget(&relative(p));
             let Some(path) = self.path(p) else { continue };
             let result = match std::fs::symlink_metadata(&path) {
                 Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path),
@@ -727,6 +745,12 @@ impl Run<'_> {
             })();
             if let Err(e) = result {
                 return Self::status_of(Err(e));
+            }
+            // What the phone moved is checked where it now is (an encrypted backup is checked by these).
+            let (from, to) = (relative(from), relative(to));
+            self.forget(&to);
+            for (k, v) in self.forget(&from) {
+                self.received.insert(format!("{to}{}", &k[from.len()..]), v);
             }
         }
         StatusResponse::ok()
@@ -768,6 +792,20 @@ impl Run<'_> {
             .collect();
         StatusResponse::directory_listing(&list)
     }
+}
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// A path the phone named (`<UDID>/…`) relative to the backup folder.
+fn relative(device_path: &str) -> String {
+    device_path
+        .split_once('/')
+        .map(|(_, r)| r.trim_end_matches('/').to_owned())
+        .unwrap_or_default()
 }
 
 fn copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
@@ -1085,7 +1123,7 @@ async fn run_locked(
         progress: Progress::new(),
         started: Instant::now(),
         tx: progress,
-        received: Vec::new(),
+        received: BTreeMap::new(),
         unsafe_paths: 0,
         unsafe_example: None,
     };
@@ -1114,7 +1152,8 @@ async fn run_locked(
     }
     run.progress.stage = Stage::Verifying;
     run.publish();
-    let report = blocking(|| verify::verify(&staging.dir(), &run.received));
+    let report =
+        blocking(|| verify::verify_with(&staging.dir(), &run.received, request.password.as_ref()));
     if !report.ok {
         return Err(BackupError::Verification(report));
     }
@@ -1127,6 +1166,14 @@ async fn run_locked(
     drop(run);
     blocking(|| store.commit(staging, request.keep_versions))?;
     blocking(|| store.record_verification(udid, &report))?;
+    // A backup opened with the password is a password check of its own.
+    if let (Some(true), Some(keybag_id)) = (report.password_ok, &report.keybag_id) {
+        let check = crate::store::PasswordCheck {
+            keybag_id: keybag_id.clone(),
+            checked_at: unix_now(),
+        };
+        blocking(|| store.record_password_check(udid, &check))?;
+    }
     last.stage = Stage::Done;
     let _ = progress.send(last);
     Ok(Outcome {

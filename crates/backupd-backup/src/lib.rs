@@ -4,9 +4,11 @@
 //! - [`verify`]: checking that a backup holds what its `Manifest.db` lists.
 //! - [`engine`]: the host side of a mobilebackup2 backup, into the store.
 //! - [`inspect`]: what a finished backup holds (WhatsApp's chats), read-only.
+//! - [`encrypted`]: reading an encrypted backup with its password (check it, decrypt `Manifest.db` and files).
 //!
 //! This crate spawns no tasks; the daemon runs backups as jobs.
 
+pub mod encrypted;
 pub mod engine;
 pub mod inspect;
 pub mod store;

@@ -24,6 +24,8 @@ const VERSIONS: &str = "versions";
 const JOURNAL: &str = "commit.json";
 /// The verification record of the newest backup.
 pub const VERIFIED: &str = "verified.json";
+/// The last successful check of the backup password, under `.backupd/<UDID>/`.
+pub const PASSWORD_CHECK: &str = "password-check.json";
 /// The device's own snapshot folder; a leftover of it makes idevicebackup2 fail forever, so it is never carried
 /// into a new run.
 const DEVICE_SNAPSHOT: &str = "Snapshot";
@@ -99,6 +101,18 @@ pub struct Newest {
     pub encrypted: bool,
     /// The bytes its files hold, as its verification counted them; `None` when it has not been verified.
     pub bytes: Option<u64>,
+    /// When the password of this encrypted backup was last checked and opened it (seconds since the Unix
+    /// epoch); `None` when it never was, or the backup is sealed with another password since.
+    pub password_checked: Option<i64>,
+}
+
+/// A successful check of the backup password: which keybag it opened, and when. The password is not kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PasswordCheck {
+    /// The UUID (hex) of the keybag the password opened.
+    pub keybag_id: String,
+    /// When (seconds since the Unix epoch).
+    pub checked_at: i64,
 }
 
 /// A complete backup kept on the host.
@@ -399,6 +413,29 @@ impl Store {
         std::fs::rename(&tmp, &path).map_err(io("write", &path))
     }
 
+    /// Records that the backup password opened the keybag `keybag_id`.
+    pub fn record_password_check(
+        &self,
+        udid: &str,
+        check: &PasswordCheck,
+    ) -> Result<(), StoreError> {
+        check_udid(udid)?;
+        let path = self.books(udid).join(PASSWORD_CHECK);
+        let bytes = serde_json::to_vec_pretty(check).unwrap_or_default();
+        let tmp = path.with_extension("json.tmp");
+        write_synced(&tmp, &bytes)?;
+        std::fs::rename(&tmp, &path).map_err(io("write", &path))
+    }
+
+    /// When the password of the newest backup was last checked, if it was checked against the keybag that
+    /// backup is sealed with.
+    pub fn password_checked(&self, udid: &str) -> Option<i64> {
+        let text = std::fs::read_to_string(self.books(udid).join(PASSWORD_CHECK)).ok()?;
+        let check: PasswordCheck = serde_json::from_str(&text).ok()?;
+        let info = crate::encrypted::keybag_info(&self.current_dir(udid)).ok()?;
+        (info.id() == check.keybag_id).then_some(check.checked_at)
+    }
+
     /// The verification record of the newest backup, if any.
     pub fn verification(&self, udid: &str) -> Option<crate::verify::Report> {
         let text = std::fs::read_to_string(self.books(udid).join(VERIFIED)).ok()?;
@@ -423,11 +460,17 @@ impl Store {
         let record = self
             .verification(udid)
             .filter(|r| r.ok && r.backup_date == Some(date));
+        let password_checked = if encrypted {
+            self.password_checked(udid)
+        } else {
+            None
+        };
         Some(Newest {
             date,
             verified: record.is_some(),
             encrypted,
             bytes: record.map(|r| r.bytes),
+            password_checked,
         })
     }
 

@@ -2,13 +2,24 @@
 //!
 //! For an unencrypted backup, `Manifest.db` is the inventory: it must pass SQLite's integrity check, and every
 //! file it lists must exist at `<xx>/<fileID>` with the size its `MBFile` record gives. An encrypted backup
-//! encrypts `Manifest.db` itself (iOS 10.2 and later), so without the password only its structure can be
-//! checked: the three property lists, a non-empty `Manifest.db`, and every file this run received present
-//! with the size received. The report says which method was used.
+//! encrypts `Manifest.db` itself (iOS 10.2 and later):
+//! - without the password only its structure can be checked: a keybag that parses, `Manifest.db` and every
+//!   file this run received present with the length received, after the phone's moves, and `Status.plist`
+//!   finished;
+//! - with the password, `Manifest.db` is decrypted to a private temporary file and checked as a plain one,
+//!   except that each file's stored length is its `Size` padded to the cipher's block, and a sample of files
+//!   is decrypted and must give exactly `Size` bytes.
+//!
+//! The report says which method was used. Memory stays bounded: rows and files are streamed.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
+use backupd_proto::backup_cipher::padded_len;
+use backupd_proto::mobilebackup2::MbFile;
 use serde::{Deserialize, Serialize};
+
+use crate::encrypted::{self, EncryptedBackup, EncryptedError, Password};
 
 /// How thoroughly a backup was checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -16,9 +27,30 @@ use serde::{Deserialize, Serialize};
 pub enum Method {
     /// Every file of `Manifest.db`, with its size.
     Manifest,
-    /// Encrypted: structure, plus the files received in this run.
+    /// Encrypted, checked without the password: structure, plus the files received in this run.
     Structure,
+    /// Encrypted, checked with the password: every file of the decrypted `Manifest.db` with its stored length,
+    /// and a sample decrypted.
+    Decrypted,
 }
+
+impl Method {
+    /// How a person would say it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Manifest => "every file checked against Manifest.db",
+            Self::Structure => "encrypted: structure checked without the password",
+            Self::Decrypted => {
+                "encrypted: opened with the password, every file checked, a sample decrypted"
+            }
+        }
+    }
+}
+
+/// At most this many files are decrypted by a verification with the password.
+pub const SAMPLE_FILES: u64 = 64;
+/// At most this many bytes are decrypted by a verification with the password.
+pub const SAMPLE_BYTES: u64 = 256 << 20;
 
 /// The outcome of a verification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -35,6 +67,15 @@ pub struct Report {
     pub bytes: u64,
     /// What is wrong, one line each (at most the first 50).
     pub problems: Vec<String>,
+    /// Files decrypted to check them (verification with the password).
+    #[serde(default)]
+    pub decrypted_files: u64,
+    /// With a password: whether it opened the backup (`false`: the check fell back to the structure).
+    #[serde(default)]
+    pub password_ok: Option<bool>,
+    /// The keybag's UUID (hex) of an encrypted backup: which password seals it.
+    #[serde(default)]
+    pub keybag_id: Option<String>,
 }
 
 const MAX_PROBLEMS: usize = 50;
@@ -50,26 +91,20 @@ impl Problems {
     }
 }
 
-/// The `Size` of an `MBFile` record, an NSKeyedArchiver binary plist.
-pub fn mbfile_size(blob: &[u8]) -> Option<u64> {
-    let v = backupd_proto::plist_util::parse(blob).ok()?;
-    let d = v.as_dictionary()?;
-    let objects = d.get("$objects")?.as_array()?;
-    let root_uid = d.get("$top")?.as_dictionary()?.get("root")?;
-    let index = match root_uid {
-        plist::Value::Uid(u) => usize::try_from(u.get()).ok()?,
-        _ => return None,
-    };
-    objects
-        .get(index)?
-        .as_dictionary()?
-        .get("Size")?
-        .as_unsigned_integer()
+/// Checks the backup in `folder` without a password. `received` lists `(relative path, length)` of the files
+/// a run wrote, used for an encrypted backup.
+pub fn verify(folder: &Path, received: &[(String, u64)]) -> Report {
+    verify_with(folder, &received.iter().cloned().collect(), None)
 }
 
-/// Checks the backup in `folder`. `received` lists `(relative path, size)` of files this run wrote, used for
-/// encrypted backups.
-pub fn verify(folder: &Path, received: &[(String, u64)]) -> Report {
+/// Checks the backup in `folder`. `received` maps the relative path of every file this run wrote, where the
+/// phone left it, to its length; it is used for an encrypted backup checked without the password. With the
+/// password, an encrypted backup is opened and checked in full.
+pub fn verify_with(
+    folder: &Path,
+    received: &BTreeMap<String, u64>,
+    password: Option<&Password>,
+) -> Report {
     let mut problems = Problems(Vec::new());
     let status = std::fs::read(folder.join("Status.plist"))
         .ok()
@@ -105,15 +140,16 @@ pub fn verify(folder: &Path, received: &[(String, u64)]) -> Report {
     }
     let db_path = folder.join("Manifest.db");
     let head = read_head(&db_path);
-    let mut files = 0u64;
-    let mut bytes = 0u64;
+    let mut counts = Counts::default();
+    let mut keybag_id = None;
+    let mut password_ok = None;
     let method = match head {
         None => {
             problems.push("Manifest.db is missing or empty".into());
             Method::Structure
         }
         Some(h) if h.starts_with(SQLITE_MAGIC) => {
-            check_manifest_db(folder, &db_path, &mut problems, &mut files, &mut bytes);
+            check_manifest_db(folder, &db_path, &mut problems, &mut counts, None);
             Method::Manifest
         }
         Some(_) => {
@@ -126,28 +162,74 @@ pub fn verify(folder: &Path, received: &[(String, u64)]) -> Report {
                     "Manifest.db is not a SQLite database but the backup is not encrypted".into(),
                 );
             }
-            for (rel, size) in received {
-                let path = folder.join(rel);
-                match std::fs::metadata(&path) {
-                    Ok(m) if m.len() == *size => {
-                        files += 1;
-                        bytes += size;
+            match encrypted::keybag_info(folder) {
+                Ok(info) => keybag_id = Some(info.id()),
+                Err(e) => problems.push(format!("the backup's keybag: {e}")),
+            }
+            let opened = password.map(|p| EncryptedBackup::open(folder, p));
+            match opened {
+                Some(Ok(backup)) => {
+                    password_ok = Some(true);
+                    check_decrypted(folder, &backup, &mut problems, &mut counts);
+                    Method::Decrypted
+                }
+                other => {
+                    match other {
+                        Some(Err(EncryptedError::WrongPassword)) => password_ok = Some(false),
+                        Some(Err(e)) => problems.push(format!("the backup does not open: {e}")),
+                        _ => {}
                     }
-                    Ok(m) => problems.push(format!("{rel}: {} bytes, {size} received", m.len())),
-                    Err(_) => problems.push(format!("{rel}: missing")),
+                    for (rel, size) in received {
+                        let path = folder.join(rel);
+                        match std::fs::metadata(&path) {
+                            Ok(m) if m.len() == *size => {
+                                counts.files += 1;
+                                counts.bytes += size;
+                            }
+                            Ok(m) => {
+                                problems.push(format!("{rel}: {} bytes, {size} received", m.len()))
+                            }
+                            Err(_) => problems.push(format!("{rel}: missing")),
+                        }
+                    }
+                    Method::Structure
                 }
             }
-            Method::Structure
         }
     };
     Report {
         ok: problems.0.is_empty(),
         backup_date,
         method,
-        files,
-        bytes,
+        files: counts.files,
+        bytes: counts.bytes,
         problems: problems.0,
+        decrypted_files: counts.decrypted,
+        password_ok,
+        keybag_id,
     }
+}
+
+#[derive(Default)]
+struct Counts {
+    files: u64,
+    bytes: u64,
+    decrypted: u64,
+}
+
+fn check_decrypted(
+    folder: &Path,
+    backup: &EncryptedBackup,
+    problems: &mut Problems,
+    counts: &mut Counts,
+) {
+    check_manifest_db(
+        folder,
+        &backup.manifest_db_path(),
+        problems,
+        counts,
+        Some(backup),
+    );
 }
 
 fn read_head(path: &Path) -> Option<Vec<u8>> {
@@ -158,12 +240,13 @@ fn read_head(path: &Path) -> Option<Vec<u8>> {
     (n > 0).then(|| head[..n].to_vec())
 }
 
+/// Checks every file `db` lists. With `encrypted`, stored lengths are padded and a sample is decrypted.
 fn check_manifest_db(
     folder: &Path,
     db: &Path,
     problems: &mut Problems,
-    files: &mut u64,
-    bytes: &mut u64,
+    counts: &mut Counts,
+    encrypted: Option<&EncryptedBackup>,
 ) {
     use rusqlite::{Connection, OpenFlags};
     let conn = match Connection::open_with_flags(
@@ -184,6 +267,16 @@ fn check_manifest_db(
             return;
         }
     }
+    let total: u64 = conn
+        .query_row("SELECT count(*) FROM Files WHERE flags = 1", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| u64::try_from(n).unwrap_or(0))
+        .unwrap_or(0);
+    // Spread the decrypted sample over the whole backup.
+    let stride = (total / SAMPLE_FILES).max(1);
+    let mut index = 0u64;
+    let mut decrypted_bytes = 0u64;
     let mut stmt = match conn.prepare("SELECT fileID, file FROM Files WHERE flags = 1") {
         Ok(s) => s,
         Err(e) => {
@@ -212,7 +305,19 @@ fn check_manifest_db(
             continue;
         }
         let path = folder.join(&file_id[..2]).join(&file_id);
-        let expected = blob.as_deref().and_then(mbfile_size);
+        let record = blob.as_deref().and_then(|b| MbFile::from_archive(b).ok());
+        if encrypted.is_some() && record.is_none() {
+            problems.push(format!(
+                "{file_id}: its record in Manifest.db is unreadable"
+            ));
+            continue;
+        }
+        let expected = match (&record, encrypted) {
+            (Some(r), Some(_)) if r.encryption_key.is_some() => Some(padded_len(r.size)),
+            (Some(r), _) => Some(r.size),
+            (None, _) => None,
+        };
+        index += 1;
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_file() => {
                 if let Some(size) = expected.filter(|s| *s != m.len()) {
@@ -220,9 +325,24 @@ fn check_manifest_db(
                         "{file_id}: {} bytes, Manifest.db says {size}",
                         m.len()
                     ));
-                } else {
-                    *files += 1;
-                    *bytes += m.len();
+                    continue;
+                }
+                counts.files += 1;
+                counts.bytes += record.as_ref().map_or(m.len(), |r| r.size);
+                let (Some(backup), Some(record)) = (encrypted, &record) else {
+                    continue;
+                };
+                let sample = index % stride == 0
+                    && counts.decrypted < SAMPLE_FILES
+                    && record.encryption_key.is_some();
+                if sample && decrypted_bytes + record.size <= SAMPLE_BYTES {
+                    match backup.decrypt_file(&file_id, record, &mut std::io::sink()) {
+                        Ok(n) => {
+                            counts.decrypted += 1;
+                            decrypted_bytes += n;
+                        }
+                        Err(e) => problems.push(format!("{file_id}: does not decrypt: {e}")),
+                    }
                 }
             }
             Ok(_) => problems.push(format!("{file_id}: not a regular file")),

@@ -38,6 +38,8 @@ const OFFERED: &str = "offered";
 const LOCAL_CHATS: &str = "local_chats";
 const LOCAL_NONE: &str = "local_none";
 const LOCAL_ENCRYPTED: &str = "local_encrypted";
+const PASSWORD_CHECKED: &str = "password_checked";
+const CHECK_PASSWORD: &str = "check_password";
 
 struct Ctx<'a> {
     phone: &'a Snapshot,
@@ -621,18 +623,25 @@ fn encryption(phone: &Snapshot, host: &HostFacts) -> Eval {
         fact_evidence("will_encrypt", &phone.will_encrypt, bool::to_string),
         local_backup_evidence(host),
     ];
-    let local_encrypted = host
-        .local_backup
-        .value()
-        .and_then(|b| b.as_ref())
-        .map(|b| b.encrypted);
+    let local = host.local_backup.value().and_then(|b| b.as_ref());
+    let local_encrypted = local.map(|b| b.encrypted);
     // WillEncrypt decides the next backup; an encrypted backup already on disk needs its password all the same.
     let outcome = match (phone.will_encrypt.value(), local_encrypted) {
         (Some(true), _) | (_, Some(true)) => Outcome::Problem,
         (Some(false), _) => Outcome::Pass,
         (None, _) => Outcome::Unknown,
     };
-    Eval::new(outcome, evidence)
+    let eval = Eval::new(outcome, evidence);
+    // The password opened the newest backup's keybag on that date: the person knows it.
+    match local
+        .filter(|b| b.encrypted)
+        .and_then(|b| b.password_checked)
+    {
+        Some(checked) => eval
+            .variant(PASSWORD_CHECKED)
+            .arg("checked", Arg::Date(checked)),
+        None => eval,
+    }
 }
 
 // Evidence for: less free space where backups go than the phone's used data, with no backup of it here yet
@@ -684,9 +693,12 @@ fn escalation(ctx: &Ctx<'_>, checks: &[CheckResult], catalog: &Catalog) -> Escal
             .any(|c| c.id == *id && c.outcome == Outcome::Pass)
     });
     let backup: Option<&LocalBackup> = ctx.host.local_backup.value().and_then(Option::as_ref);
-    let dfu_offered = backup.is_some_and(|b| {
+    let recent_verified = backup.is_some_and(|b| {
         b.verified && !older_than(ctx.now, b.date, ctx.config.dfu_backup_max_age_days)
     });
+    // An encrypted backup restores only with its password: erasing the phone waits until it was checked.
+    let password_unchecked = backup.is_some_and(|b| b.encrypted && b.password_checked.is_none());
+    let dfu_offered = recent_verified && !password_unchecked;
     let mut args = BTreeMap::new();
     if let Some(b) = backup {
         args.insert("date".to_owned(), Arg::Date(b.date));
@@ -701,6 +713,9 @@ fn escalation(ctx: &Ctx<'_>, checks: &[CheckResult], catalog: &Catalog) -> Escal
             let variant = match id {
                 StageId::LocalBackup => {
                     backup.map(|b| if b.verified { VERIFIED } else { UNVERIFIED })
+                }
+                StageId::DfuRestore if recent_verified && password_unchecked => {
+                    Some(CHECK_PASSWORD)
                 }
                 StageId::DfuRestore => dfu_offered.then_some(OFFERED),
                 StageId::IcloudSignOut | StageId::ResetSettings => None,
@@ -784,6 +799,8 @@ mod tests {
         ("host.usbmuxd_not_claiming", MACOS),
         ("usb.slow_link", usb::TIMES),
         ("host.usb_permission", MACOS),
+        ("escalation.dfu_restore", CHECK_PASSWORD),
+        ("backup.encryption_on", PASSWORD_CHECKED),
     ];
 
     #[test]

@@ -464,6 +464,9 @@ pub struct LocalBackup {
     /// size of an iCloud backup that can be seen from the host.
     #[serde(default)]
     pub size: Option<u64>,
+    /// When the backup password was last checked and opened this encrypted backup.
+    #[serde(default)]
+    pub password_checked: Option<Timestamp>,
 }
 
 impl LocalBackup {
@@ -474,6 +477,15 @@ impl LocalBackup {
             verified,
             encrypted,
             size: None,
+            password_checked: None,
+        }
+    }
+
+    /// The same, with the date its password was last checked.
+    pub fn with_password_checked(self, password_checked: Option<Timestamp>) -> Self {
+        Self {
+            password_checked,
+            ..self
         }
     }
 

@@ -41,7 +41,8 @@ pub struct LocalBackups {
 pub fn local_backups(backup_dir: &Path, udid: &str) -> LocalBackups {
     let store = backupd_backup::store::Store::new(backup_dir);
     let latest = store.newest(udid).map(|b| {
-        let backup = LocalBackup::new(Timestamp::from_unix_secs(b.date), b.verified, b.encrypted);
+        let backup = LocalBackup::new(Timestamp::from_unix_secs(b.date), b.verified, b.encrypted)
+            .with_password_checked(b.password_checked.map(Timestamp::from_unix_secs));
         match b.bytes {
             Some(bytes) => backup.with_size(bytes),
             None => backup,

@@ -9,8 +9,10 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 use backupd_api::{EncryptionAction, EncryptionChange, JobProgress, JobState};
+use backupd_backup::encrypted::Password;
 use backupd_backup::engine::{self, BackupError, BackupRequest, Progress};
 use backupd_backup::store::Store;
+use backupd_backup::verify::Method;
 use backupd_mux::{Pairing, TrustProblem};
 use backupd_proto::tls::DevicePinning;
 use backupd_proto::usbmuxd::Device;
@@ -24,6 +26,8 @@ pub enum Work {
     Backup {
         /// Force a full backup.
         full: bool,
+        /// The backup password, for the full check of an encrypted backup (never stored).
+        password: Option<Password>,
     },
     /// An encryption change.
     Encryption(EncryptionChange),
@@ -40,6 +44,45 @@ pub struct Ended {
     pub device_error_code: Option<u64>,
     /// Files checked by verification (backups).
     pub verified_files: Option<u64>,
+    /// How the backup was verified (`manifest`, `structure`, `decrypted`).
+    pub verify_method: Option<String>,
+    /// Whether the password given opened the backup.
+    pub password_ok: Option<bool>,
+}
+
+impl Ended {
+    /// A job that failed for `why`.
+    fn failed(why: String, device_error_code: Option<u64>) -> Self {
+        Self {
+            state: JobState::Failed,
+            error: Some(why),
+            device_error_code,
+            verified_files: None,
+            verify_method: None,
+            password_ok: None,
+        }
+    }
+
+    fn succeeded() -> Self {
+        Self {
+            state: JobState::Succeeded,
+            error: None,
+            device_error_code: None,
+            verified_files: None,
+            verify_method: None,
+            password_ok: None,
+        }
+    }
+}
+
+/// The API's name of a verification method.
+pub fn method_name(method: Method) -> String {
+    match method {
+        Method::Manifest => "manifest",
+        Method::Structure => "structure",
+        Method::Decrypted => "decrypted",
+    }
+    .to_owned()
 }
 
 /// What a job tells the supervisor.
@@ -102,12 +145,7 @@ fn failed(e: &BackupError) -> Ended {
         words.push_str(&s.to_string());
         source = s.source();
     }
-    Ended {
-        state: JobState::Failed,
-        error: Some(words),
-        device_error_code: e.device_code(),
-        verified_files: None,
-    }
+    Ended::failed(words, e.device_code())
 }
 
 /// How long a job waits for the phone to be paired (the person may have to tap Trust).
@@ -122,20 +160,17 @@ async fn wait_for_pair_record(ctx: &Context, device: &Device) -> Result<(), Ende
                 tokio::time::sleep(std::time::Duration::from_millis(250)).await;
             }
             Ok(None) => {
-                return Err(Ended {
-                    state: JobState::Failed,
-                    error: Some("the iPhone is not paired with this computer: tap Trust on it, then start again".into()),
-                    device_error_code: None,
-                    verified_files: None,
-                });
+                return Err(Ended::failed(
+                    "the iPhone is not paired with this computer: tap Trust on it, then start again"
+                        .into(),
+                    None,
+                ));
             }
             Err(e) => {
-                return Err(Ended {
-                    state: JobState::Failed,
-                    error: Some(format!("cannot read the pair record: {e}")),
-                    device_error_code: None,
-                    verified_files: None,
-                });
+                return Err(Ended::failed(
+                    format!("cannot read the pair record: {e}"),
+                    None,
+                ));
             }
         }
     }
@@ -174,22 +209,16 @@ pub async fn run(
             .await
         {
             Ok(t) => t,
-            Err(p) => {
-                return Ended {
-                    state: JobState::Failed,
-                    error: Some(trust_words(p)),
-                    device_error_code: None,
-                    verified_files: None,
-                };
-            }
+            Err(p) => return Ended::failed(trust_words(p), None),
         };
         match work {
-            Work::Backup { full } => {
+            Work::Backup { full, password } => {
                 let store = Store::new(&ctx.settings.backup_dir);
                 let request = BackupRequest {
                     full,
                     keep_versions: ctx.settings.backup_versions,
                     min_free_bytes: ctx.settings.backup_min_free_bytes,
+                    password,
                 };
                 match engine::backup(
                     &mut trusted.lockdown,
@@ -201,10 +230,10 @@ pub async fn run(
                 .await
                 {
                     Ok(outcome) => Ended {
-                        state: JobState::Succeeded,
-                        error: None,
-                        device_error_code: None,
                         verified_files: Some(outcome.report.files),
+                        verify_method: Some(method_name(outcome.report.method)),
+                        password_ok: outcome.report.password_ok,
+                        ..Ended::succeeded()
                     },
                     Err(e) => failed(&e),
                 }
@@ -218,12 +247,7 @@ pub async fn run(
                 match engine::change_password(&mut trusted.lockdown, &trusted.record, old, new, &tx)
                     .await
                 {
-                    Ok(()) => Ended {
-                        state: JobState::Succeeded,
-                        error: None,
-                        device_error_code: None,
-                        verified_files: None,
-                    },
+                    Ok(()) => Ended::succeeded(),
                     Err(e) => failed(&e),
                 }
             }
@@ -235,9 +259,7 @@ pub async fn run(
             ended = &mut job => break ended,
             () = cancel.cancelled() => break Ended {
                 state: JobState::Cancelled,
-                error: Some("cancelled; the previous backup is intact".into()),
-                device_error_code: None,
-                verified_files: None,
+                ..Ended::failed("cancelled; the previous backup is intact".into(), None)
             },
             changed = rx.changed() => {
                 if changed.is_ok() {

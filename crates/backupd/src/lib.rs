@@ -9,6 +9,7 @@ pub mod device;
 pub mod host;
 pub mod jobs;
 pub mod metrics;
+pub mod password;
 pub mod server;
 pub mod snapshot;
 pub mod state;

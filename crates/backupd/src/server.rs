@@ -301,7 +301,48 @@ async fn route(
                     Ok(b) => b,
                     Err(r) => return r,
                 };
-            start_job(&handles, &udid, jobs::Work::Backup { full: start.full }).await
+            if start.password.as_deref() == Some("") {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "the backup password cannot be empty",
+                );
+            }
+            let work = jobs::Work::Backup {
+                full: start.full,
+                password: start.password.map(backupd_backup::encrypted::Password::new),
+            };
+            start_job(&handles, &udid, work).await
+        }
+        Route::DeviceCheckPassword(udid) => {
+            let body: api::PasswordCheck = match read_json(req, None, limits.max_body).await {
+                Ok(b) => b,
+                Err(r) => return r,
+            };
+            let known = ask(&handles, |tx| Request::Device(udid.clone(), tx))
+                .await
+                .flatten();
+            let udid = known.map(|d| d.udid).unwrap_or(udid);
+            let dir = handles.backup_dir.clone();
+            let password = backupd_backup::encrypted::Password::new(body.password);
+            let now = crate::supervisor::unix_now();
+            let who = udid.clone();
+            // One key derivation takes seconds: a blocking thread, not the supervisor.
+            let checked =
+                tokio::task::spawn_blocking(move || crate::password::check(dir, who, password, now))
+                    .await;
+            match checked {
+                Ok(Ok(result)) => {
+                    // The finding about encryption says when the password was checked.
+                    let _ = ask(&handles, |tx| Request::Diagnose(Some(udid), tx)).await;
+                    json(StatusCode::OK, &result)
+                }
+                Ok(Err(e @ crate::password::CheckError::NoEncryptedBackup(_))) => {
+                    error(StatusCode::NOT_FOUND, "no_encrypted_backup", e.to_string())
+                }
+                Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()),
+                Err(_) => unavailable(),
+            }
         }
         Route::DeviceEncryption(udid) => {
             let change: api::EncryptionChange = match read_json(req, None, limits.max_body).await {
@@ -405,17 +446,28 @@ async fn route(
 /// The local backups of a phone, newest first.
 fn backup_list(backup_dir: &Path, udid: String) -> api::BackupList {
     let store = backupd_backup::store::Store::new(backup_dir);
+    let newest_method = store
+        .verification(&udid)
+        .map(|r| crate::jobs::method_name(r.method));
+    let password_checked_at = store.newest(&udid).and_then(|n| n.password_checked);
     let backups = store
         .list(&udid)
         .into_iter()
-        .map(|b| api::BackupEntry {
-            name: b.name,
-            path: b.path.display().to_string(),
-            date: b.date,
-            size: b.size,
-            ios_version: b.ios_version,
-            encrypted: b.encrypted,
-            verified: b.verified,
+        .map(|b| {
+            let current = b.name == "current";
+            api::BackupEntry {
+                name: b.name,
+                path: b.path.display().to_string(),
+                date: b.date,
+                size: b.size,
+                ios_version: b.ios_version,
+                encrypted: b.encrypted,
+                verified: b.verified,
+                verify_method: (current && b.verified)
+                    .then(|| newest_method.clone())
+                    .flatten(),
+                password_checked_at: current.then_some(password_checked_at).flatten(),
+            }
         })
         .collect();
     api::BackupList { udid, backups }

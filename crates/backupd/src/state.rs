@@ -268,6 +268,8 @@ mod tests {
             error: None,
             device_error_code: None,
             verified_files: Some(3),
+            verify_method: None,
+            password_ok: None,
         });
         store.save();
         let again = Store::load(dir.path());

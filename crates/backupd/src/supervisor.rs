@@ -224,7 +224,7 @@ fn recover_backups(backup_dir: &std::path::Path) {
     }
 }
 
-fn unix_now() -> i64 {
+pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -525,7 +525,7 @@ impl Supervisor {
         let id = self.next_job;
         self.next_job += 1;
         let (kind, full) = match &work {
-            jobs::Work::Backup { full } => (api::JobKind::Backup, *full),
+            jobs::Work::Backup { full, .. } => (api::JobKind::Backup, *full),
             jobs::Work::Encryption(_) => (api::JobKind::Encryption, false),
         };
         let view = api::Job {
@@ -543,6 +543,8 @@ impl Supervisor {
             error: None,
             device_error_code: None,
             verified_files: None,
+            verify_method: None,
+            password_ok: None,
         };
         tracing::info!(job = id, udid = device.udid, kind = ?kind, full, "job started");
         let cancel = self.cancel.child_token();
@@ -646,6 +648,8 @@ impl Supervisor {
                 j.view.error = ended.error;
                 j.view.device_error_code = ended.device_error_code;
                 j.view.verified_files = ended.verified_files;
+                j.view.verify_method = ended.verify_method;
+                j.view.password_ok = ended.password_ok;
                 j.view.finished_at = Some(unix_now());
                 let job = j.view.clone();
                 tracing::info!(job = id, udid = job.udid, state = ?job.state, error = job.error, "job ended");

@@ -26,6 +26,8 @@ pub(crate) struct Options<'a> {
     pub(crate) wait: bool,
     /// Stop the phone's running job instead.
     pub(crate) cancel: bool,
+    /// The backup password, for the full check of an encrypted backup.
+    pub(crate) password: Option<crate::password::Secret>,
 }
 
 /// `backupdctl backup [UDID] [--full] [--wait] | --cancel [UDID]`.
@@ -59,7 +61,13 @@ pub(crate) async fn run(
     );
     let what = format!("POST {path}");
     let answer = client
-        .post_json(&path, &BackupStart { full: options.full })
+        .post_json(
+            &path,
+            &BackupStart {
+                full: options.full,
+                password: options.password.clone().map(|p| p.into_inner()),
+            },
+        )
         .await?;
     let started = if job::is_busy(answer.status) {
         let running = job::running_job(client, &udid).await?;
@@ -118,6 +126,13 @@ pub(crate) async fn run(
                     )
                 ),
             )?;
+            if let Some(note) = text::verify_note(lang, job.verify_method.as_deref()) {
+                write_out(out, &format!("{note}\n"))?;
+            }
+            if job.password_ok == Some(false) {
+                let _ = writeln!(err, "{}", text::backup_password_wrong(lang, &job.udid));
+                return Ok(exit::WRONG_PASSWORD);
+            }
             Ok(exit::OK)
         }
         End::Finished(job) => Ok(job::report_failure(&job, lang, err)),

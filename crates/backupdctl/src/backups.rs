@@ -5,7 +5,7 @@ use std::io::Write;
 
 use hyper::{Method, StatusCode};
 
-use backupd_api::{BackupList, Device, Status, exit};
+use backupd_api::{BackupList, Device, PasswordCheck, PasswordCheckResult, Status, exit};
 
 use crate::client::{self, Client};
 use crate::job;
@@ -71,6 +71,55 @@ pub(crate) async fn run(
         sections.join("\n")
     };
     write_out(out, &text)?;
+    Ok(exit::OK)
+}
+
+/// `backupdctl backups [UDID] --check-password`: does the password open the newest backup? Exit 0 when it
+/// does, 9 when it does not, 4 when the phone has no encrypted backup here.
+pub(crate) async fn check_password(
+    client: &Client,
+    udid: &str,
+    password: crate::password::Secret,
+    json: bool,
+    lang: Lang,
+    out: &mut impl Write,
+) -> Result<i32, ExpectedError> {
+    let path = format!(
+        "{}{udid}/{}",
+        backupd_api::PATH_DEVICE_PREFIX,
+        backupd_api::DEVICE_CHECK_PASSWORD
+    );
+    let what = format!("POST {path}");
+    let body = PasswordCheck {
+        password: password.into_inner(),
+    };
+    let answer = client.post_json(&path, &body).await?;
+    drop(body);
+    if answer.status == StatusCode::NOT_FOUND {
+        return Err(ExpectedError::NoEncryptedBackup {
+            udid: udid.to_owned(),
+        });
+    }
+    let bytes = client::success(&what, answer)?;
+    let result: PasswordCheckResult = client::parse(&what, &bytes)?;
+    if json {
+        write_out(
+            out,
+            &format!("{}\n", String::from_utf8_lossy(&bytes).trim_end()),
+        )?;
+    }
+    if !result.ok {
+        return Err(ExpectedError::WrongPassword { udid: result.udid });
+    }
+    if !json {
+        write_out(
+            out,
+            &format!(
+                "{}\n",
+                text::password_opens(lang, &result.udid, result.backup_date)
+            ),
+        )?;
+    }
     Ok(exit::OK)
 }
 
@@ -157,6 +206,19 @@ pub(crate) fn render(list: &BackupList, name: Option<&str>, lang: Lang) -> Strin
             line.push_str("  ");
         }
         let _ = writeln!(out, "{}", line.trim_end());
+    }
+    if let Some(current) = list
+        .backups
+        .iter()
+        .find(|b| b.name == "current" && b.encrypted)
+        && let Some(note) = text::backups_encryption_note(
+            lang,
+            &list.udid,
+            current.verify_method.as_deref(),
+            current.password_checked_at,
+        )
+    {
+        let _ = writeln!(out, "{note}");
     }
     out
 }

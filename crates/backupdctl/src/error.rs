@@ -102,6 +102,18 @@ pub enum ExpectedError {
     /// A backup password was refused before anything was sent.
     #[error("{0}")]
     Password(crate::password::Refusal),
+    /// The backup password does not open the phone's newest backup.
+    #[error("wrong backup password: it does not open the newest backup of {udid}")]
+    WrongPassword {
+        /// The phone.
+        udid: String,
+    },
+    /// The phone has no encrypted backup on this computer to check a password against.
+    #[error("{udid} has no encrypted local backup on this computer")]
+    NoEncryptedBackup {
+        /// The phone.
+        udid: String,
+    },
     /// Writing the output failed.
     #[error("failed to write the output")]
     Output(#[source] io::Error),
@@ -151,7 +163,9 @@ impl ExpectedError {
             }
             Self::DeviceNotFound { .. }
             | Self::DeviceNotConnected { .. }
-            | Self::NoJobRunning { .. } => exit::NOT_FOUND,
+            | Self::NoJobRunning { .. }
+            | Self::NoEncryptedBackup { .. } => exit::NOT_FOUND,
+            Self::WrongPassword { .. } => exit::WRONG_PASSWORD,
             Self::NoPhoneConnected => exit::NOT_READY,
             Self::WhichPhone { .. } | Self::Password(_) => exit::USAGE,
             Self::Busy { .. } => exit::BUSY,
@@ -247,6 +261,22 @@ impl ExpectedError {
                 writeln!(
                     w,
                     "  `backupdctl backups {udid}` lists its local backups; `backupdctl backup {udid}` starts one."
+                )?;
+            }
+            Self::WrongPassword { .. } => {
+                writeln!(
+                    w,
+                    "  Nothing was changed. Try again with the password you chose when you turned on \"Encrypt local backup\"."
+                )?;
+                writeln!(
+                    w,
+                    "  A forgotten password cannot be recovered: on the iPhone, Settings › General › Transfer or Reset iPhone › Reset › Reset All Settings removes it; then make a new backup."
+                )?;
+            }
+            Self::NoEncryptedBackup { udid } => {
+                writeln!(
+                    w,
+                    "  `backupdctl backups {udid}` lists its local backups; only an encrypted one has a password to check."
                 )?;
             }
             Self::Password(refusal) => {

@@ -436,6 +436,8 @@ mod tests {
             error: None,
             device_error_code: None,
             verified_files: None,
+            verify_method: None,
+            password_ok: None,
         }
     }
 

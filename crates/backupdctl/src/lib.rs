@@ -56,11 +56,13 @@ Exit codes:
   1  a check found a problem on a phone or on the host
   2  the command line was wrong
   3  the daemon could not be reached on its socket
-  4  the daemon knows no such phone (backup --cancel: no backup of the iPhone is running)
+  4  the daemon knows no such phone (backup --cancel: no backup of the iPhone is running; backups --check-password: \
+no encrypted backup)
   5  the daemon answered with an error, or its answer could not be read
   6  no diagnosis yet: no iPhone connected, still reading it, or waiting for you to tap Trust
   7  the backup or encryption change failed, was cancelled or did not verify; the previous backup is intact
-  8  the iPhone already has a backup or encryption change running";
+  8  the iPhone already has a backup or encryption change running
+  9  wrong backup password: it does not open the newest backup (backups --check-password, backup --password)";
 
 const BACKUP_HELP: &str = "\
 Without --wait it starts the backup and returns; the daemon carries on. With --wait it shows the progress (a bar \
@@ -172,6 +174,10 @@ struct BackupArgs {
     /// Stop the iPhone's running backup instead; the previous backup stays intact
     #[arg(long)]
     cancel: bool,
+    /// Check an encrypted backup in full with its password (BACKUPD_BACKUP_PASSWORD, else asked on the
+    /// terminal); without it an encrypted backup is checked by its structure only
+    #[arg(long, conflicts_with = "cancel")]
+    password: bool,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +192,10 @@ struct BackupsArgs {
     /// BACKUPD_BACKUP_PASSWORD or a prompt; used once, never stored)
     #[arg(long, requires = "udid", conflicts_with = "json")]
     inspect: bool,
+    /// Check the backup password (BACKUPD_BACKUP_PASSWORD, else asked on the terminal) against the newest
+    /// encrypted backup, without decrypting or changing anything: exit 0 when it opens it, 9 when it does not
+    #[arg(long)]
+    check_password: bool,
 }
 
 #[derive(Debug, Args)]
@@ -348,6 +358,15 @@ fn execute(
         .enable_all()
         .build()
         .map_err(ExpectedError::Runtime)?;
+    // Without a terminal there is nobody to ask: the prompt fails and names the variable.
+    let terminal = env.terminal;
+    let prompt = |text: &str| {
+        if terminal {
+            password::prompt_terminal(text)
+        } else {
+            Err(std::io::Error::other("stderr is not a terminal"))
+        }
+    };
     runtime.block_on(async {
         let client = Client::new(socket);
         match cli.command {
@@ -371,11 +390,20 @@ fn execute(
             }
             Cmd::Watch(a) => watch::run(&client, a.json, a.notify, lang, out, err).await,
             Cmd::Backup(a) => {
+                let password = if a.password {
+                    Some(
+                        password::current(&env.passwords, lang, prompt)
+                            .map_err(ExpectedError::Password)?,
+                    )
+                } else {
+                    None
+                };
                 let options = backup::Options {
                     udid: a.udid.as_deref(),
                     full: a.full,
                     wait: a.wait,
                     cancel: a.cancel,
+                    password,
                 };
                 backup::run(&client, &options, lang, env.terminal, out, err).await
             }
@@ -399,17 +427,15 @@ fn execute(
                 let udid = a.udid.as_deref().unwrap_or_default();
                 inspect::run(&client, udid, password, lang, out).await
             }
+            Cmd::Backups(a) if a.check_password => {
+                let udid =
+                    job::pick_phone(&client, a.udid.as_deref(), "backups --check-password").await?;
+                let secret = password::current(&env.passwords, lang, prompt)
+                    .map_err(ExpectedError::Password)?;
+                backups::check_password(&client, &udid, secret, a.json, lang, out).await
+            }
             Cmd::Backups(a) => backups::run(&client, a.udid.as_deref(), a.json, lang, out).await,
             Cmd::Encryption(a) => {
-                // Without a terminal there is nobody to ask: the prompt fails and names the variable.
-                let terminal = env.terminal;
-                let prompt = |text: &str| {
-                    if terminal {
-                        password::prompt_terminal(text)
-                    } else {
-                        Err(std::io::Error::other("stderr is not a terminal"))
-                    }
-                };
                 encryption::run(
                     &client,
                     a.action.action(),

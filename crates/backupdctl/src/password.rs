@@ -183,6 +183,16 @@ pub(crate) fn gather(
     Ok((current, new))
 }
 
+/// The current backup password, for `backup --password` and `backups --check-password`: from
+/// `BACKUPD_BACKUP_PASSWORD` when set, else asked once with `prompt`.
+pub(crate) fn current(
+    env: &FromEnv,
+    lang: Lang,
+    mut prompt: impl FnMut(&str) -> io::Result<String>,
+) -> Result<Secret, Refusal> {
+    one(Which::Current, env.current.as_ref(), lang, &mut prompt)
+}
+
 fn one(
     which: Which,
     from_env: Option<&OsString>,

@@ -968,3 +968,94 @@ mod tests {
         );
     }
 }
+
+/// How an encrypted backup was verified, after `backup --wait`; `None` for a plain backup.
+pub(crate) fn verify_note(lang: Lang, method: Option<&str>) -> Option<String> {
+    match method? {
+        "structure" => Some(pick(
+            lang,
+            "Encrypted: checked by its structure, without the password. `backup --password` checks it in full; \
+             `backups --check-password` checks that you know the password."
+                .to_owned(),
+            "Crittografato: controllato nella struttura, senza la password. `backup --password` lo controlla per \
+             intero; `backups --check-password` verifica che tu conosca la password."
+                .to_owned(),
+        )),
+        "decrypted" => Some(pick(
+            lang,
+            "Encrypted: opened with your password, every file checked, a sample decrypted.".to_owned(),
+            "Crittografato: aperto con la tua password, ogni file controllato, un campione decifrato.".to_owned(),
+        )),
+        _ => None,
+    }
+}
+
+/// A backup kept although the password given for its full check does not open it.
+pub(crate) fn backup_password_wrong(lang: Lang, udid: &str) -> String {
+    pick(
+        lang,
+        format!(
+            "The backup of {udid} is complete and kept, but the password you gave does not open it: it was \
+             checked by its structure only. `backupdctl backups {udid} --check-password` tries another one."
+        ),
+        format!(
+            "Il backup di {udid} è completo ed è stato conservato, ma la password che hai dato non lo apre: è \
+             stato controllato solo nella struttura. `backupdctl backups {udid} --check-password` ne prova \
+             un’altra."
+        ),
+    )
+}
+
+/// The answer of `backups --check-password` when the password opens the backup.
+pub(crate) fn password_opens(lang: Lang, udid: &str, backup_date: Option<i64>) -> String {
+    let date = backup_date.map_or_else(|| unknown(lang).to_owned(), utc);
+    pick(
+        lang,
+        format!(
+            "The password opens the newest backup of {udid} ({date}). Nothing was changed; the check is recorded."
+        ),
+        format!(
+            "La password apre il backup più recente di {udid} ({date}). Nulla è stato modificato; la verifica è \
+             registrata."
+        ),
+    )
+}
+
+/// Below the backups table: how the newest encrypted backup was checked, and when its password was.
+pub(crate) fn backups_encryption_note(
+    lang: Lang,
+    udid: &str,
+    method: Option<&str>,
+    password_checked_at: Option<i64>,
+) -> Option<String> {
+    let checked = password_checked_at.map(|at| {
+        pick(
+            lang,
+            format!(
+                "The password was checked on {}: it opens the newest backup.",
+                utc(at)
+            ),
+            format!(
+                "La password è stata verificata il {}: apre il backup più recente.",
+                utc(at)
+            ),
+        )
+    });
+    let structure = (method == Some("structure")).then(|| {
+        pick(
+            lang,
+            "The newest backup is encrypted and was checked by its structure, without the password.".to_owned(),
+            "Il backup più recente è crittografato ed è stato controllato nella struttura, senza la password."
+                .to_owned(),
+        )
+    });
+    let hint = checked.is_none().then(|| {
+        pick(
+            lang,
+            format!("`backupdctl backups {udid} --check-password` checks that you know its password."),
+            format!("`backupdctl backups {udid} --check-password` verifica che tu conosca la sua password."),
+        )
+    });
+    let lines: Vec<String> = [structure, checked, hint].into_iter().flatten().collect();
+    (method.is_some() || password_checked_at.is_some()).then(|| lines.join("\n"))
+}
