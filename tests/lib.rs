@@ -117,6 +117,87 @@ pub fn pymobiledevice3() -> PathBuf {
     )
 }
 
+/// The Python of the peers' venv, which has iphone_backup_decrypt: `$PEERS_PYTHON`, else the venv `cargo xtask
+/// peers` makes.
+pub fn peers_python() -> PathBuf {
+    if let Some(p) = std::env::var_os("PEERS_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/peers/venv/bin/python");
+    if venv.is_file() {
+        return venv;
+    }
+    panic!(
+        "the peers' Python is missing: run `cargo xtask peers` (a venv in target/peers with \
+         iphone_backup_decrypt) or set PEERS_PYTHON — interop tests never skip"
+    )
+}
+
+/// What iphone_backup_decrypt found in an encrypted backup.
+#[derive(Debug)]
+pub struct Decrypted {
+    /// Rows of the decrypted Manifest.db's `Files` table.
+    pub rows: u64,
+    /// The bytes of each file asked for, in order.
+    pub files: Vec<Vec<u8>>,
+}
+
+/// Opens the encrypted backup in `folder` with iphone_backup_decrypt and extracts `files` (domain, path).
+/// `Err` carries the peer's words when it refuses (exit 3: wrong password).
+pub async fn decrypt_with_peer(
+    folder: &Path,
+    password: &str,
+    files: &[(&str, &str)],
+) -> Result<Decrypted, (Option<i32>, String)> {
+    let out = tempfile::tempdir().expect("temp dir");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/decrypt.py");
+    let (script, folder_s, out_s) = (path_str(&script), path_str(folder), path_str(out.path()));
+    let mut args = vec![script.as_str(), folder_s.as_str(), out_s.as_str()];
+    for (domain, path) in files {
+        args.push(domain);
+        args.push(path);
+    }
+    let result = run(&peers_python(), &args, &[("BACKUP_PASSWORD", password)]).await;
+    if !result.status.success() {
+        return Err((
+            result.status.code(),
+            String::from_utf8_lossy(&result.stderr).into_owned(),
+        ));
+    }
+    let v: serde_json::Value = serde_json::from_slice(&result.stdout).expect("the script's JSON");
+    let rows = v["rows"].as_u64().expect("rows");
+    let files = v["extracted"]
+        .as_array()
+        .expect("extracted")
+        .iter()
+        .map(|p| std::fs::read(p.as_str().expect("path")).expect("extracted file"))
+        .collect();
+    Ok(Decrypted { rows, files })
+}
+
+/// A built-in profile with "Encrypt local backup" on, this password, and key derivation counts small enough
+/// for tests (the protocol is the same as with the realistic defaults).
+pub fn encrypted_profile(name: &str, password: &str) -> Profile {
+    let mut p = builtin(name).expect("built-in profile");
+    p.backup.password = Some(password.to_owned());
+    p.backup.kdf_iterations = 10;
+    p.backup.kdf_dp_iterations = 100;
+    p.lockdown
+        .entry("com.apple.mobile.backup".into())
+        .or_default()
+        .insert("WillEncrypt".into(), toml::Value::Boolean(true));
+    p
+}
+
+/// The bytes the simulated phone holds for a file.
+pub fn phone_file(sim: &Simulator, udid: &str, domain: &str, path: &str) -> Vec<u8> {
+    let set = sim.muxd().phone(udid).expect("phone").backup().file_set();
+    let file = set.find(domain, path).expect("the phone has the file");
+    let mut out = Vec::new();
+    std::io::Read::read_to_end(&mut file.content(set.seed()), &mut out).expect("content");
+    out
+}
+
 /// Runs a command with a time limit, capturing its output.
 pub async fn run(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = tokio::process::Command::new(program);
@@ -396,9 +477,14 @@ pub fn backupdctl() -> PathBuf {
 
 /// Runs `backupdctl --socket API --lang LANG args…`.
 pub async fn ctl(api: &Path, lang: &str, args: &[&str]) -> Output {
+    ctl_env(api, lang, args, &[]).await
+}
+
+/// Runs `backupdctl --socket API --lang LANG args…` with extra environment variables.
+pub async fn ctl_env(api: &Path, lang: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
     let bin = backupdctl();
     let api = path_str(api);
     let mut all = vec!["--socket", api.as_str(), "--lang", lang];
     all.extend_from_slice(args);
-    run(&bin, &all, &[]).await
+    run(&bin, &all, env).await
 }

@@ -631,6 +631,17 @@ fn encryption(phone: &Snapshot, host: &HostFacts) -> Eval {
         (Some(false), _) => Outcome::Pass,
         (None, _) => Outcome::Unknown,
     };
+    let mut evidence = evidence;
+    if let Some(b) = local.filter(|b| b.encrypted) {
+        evidence.push(Evidence {
+            fact: "password_checked".to_owned(),
+            value: b
+                .password_checked
+                .map_or_else(|| "never".to_owned(), |t| t.rfc3339()),
+            unknown: None,
+            source: Source::host("backupd's record of password checks"),
+        });
+    }
     let eval = Eval::new(outcome, evidence);
     // The password opened the newest backup's keybag on that date: the person knows it.
     match local

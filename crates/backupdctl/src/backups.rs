@@ -181,7 +181,7 @@ pub(crate) fn render(list: &BackupList, name: Option<&str>, lang: Lang) -> Strin
                 text::size(lang, b.size),
                 b.ios_version.clone().unwrap_or_else(|| "?".to_owned()),
                 text::yes_no(lang, b.encrypted).to_owned(),
-                text::yes_no(lang, b.verified).to_owned(),
+                text::verified_cell(lang, b.verified, b.verify_method.as_deref()),
             ]
         })
         .collect();

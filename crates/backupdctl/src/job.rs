@@ -324,6 +324,8 @@ pub(crate) struct Progress<'w, W: Write> {
     tracker: Tracker,
     /// When the last plain line was written, in the job's `elapsed_secs`.
     last_line: Option<f64>,
+    /// Bytes and files of the last plain transfer line written.
+    last_transfer: Option<(u64, u64)>,
     /// Whether the bar is in the spinner style (`Some(true)`) or the transfer style.
     spinner: Option<bool>,
     /// A spinner only, without the transfer's bar (encryption changes).
@@ -344,6 +346,7 @@ impl<'w, W: Write> Progress<'w, W> {
             err,
             tracker: Tracker::default(),
             last_line: None,
+            last_transfer: None,
             spinner: None,
             spinner_only,
         }
@@ -351,6 +354,7 @@ impl<'w, W: Write> Progress<'w, W> {
 
     /// Shows a progress report.
     pub(crate) fn show(&mut self, job: &Job) {
+        let was_transferring = self.tracker.stage == "transferring";
         let changed = self.tracker.update(&job.progress);
         let line = progress_line(self.lang, job, Some(&self.tracker));
         if let Some(bar) = &self.bar {
@@ -376,6 +380,16 @@ impl<'w, W: Write> Progress<'w, W> {
         let due = self
             .last_line
             .is_none_or(|t| now - t >= PLAIN_EVERY_SECS || now < t);
+        let p = &job.progress;
+        if changed && was_transferring && self.last_transfer != Some((p.bytes, p.files)) {
+            // A short transfer can end between two reports: say what was copied before the next stage.
+            let mut copied = job.clone();
+            copied.progress.stage = "transferring".into();
+            let _ = writeln!(self.err, "{}", progress_line(self.lang, &copied, None));
+        }
+        if p.stage == "transferring" && (changed || due) {
+            self.last_transfer = Some((p.bytes, p.files));
+        }
         if changed || due {
             self.last_line = Some(now);
             // Progress is a courtesy; a failing stderr must not stop the wait.
@@ -527,6 +541,25 @@ mod tests {
             "Preparing the backup\n\
              Copying from the iPhone: 1.0 MB, 1 file, iPhone at 1%\n\
              Copying from the iPhone: 10.0 MB, 10 files, 1.6 MB/s, iPhone at 9%, about 1 min 03 s left\n\
+             Verifying the backup\n"
+        );
+    }
+
+    #[test]
+    fn a_transfer_shorter_than_a_report_still_says_what_was_copied() {
+        let mut err = Vec::new();
+        {
+            let mut p = Progress::new(Lang::En, false, false, &mut err);
+            p.show(&job(progress("transferring", 0.1, 0, 0.0, 0)));
+            let mut verifying = job(progress("verifying", 1.2, 3_800_000, 100.0, 0));
+            verifying.progress.files = 17;
+            p.show(&verifying);
+        }
+        let text = String::from_utf8(err).expect("UTF-8");
+        assert_eq!(
+            text,
+            "Copying from the iPhone: 0 B, 0 files\n\
+             Copying from the iPhone: 3.8 MB, 17 files, iPhone at 100%\n\
              Verifying the backup\n"
         );
     }

@@ -1059,3 +1059,15 @@ pub(crate) fn backups_encryption_note(
     let lines: Vec<String> = [structure, checked, hint].into_iter().flatten().collect();
     (method.is_some() || password_checked_at.is_some()).then(|| lines.join("\n"))
 }
+
+/// The "verified" cell of the backups table: yes or no, and for an encrypted backup how it was checked.
+pub(crate) fn verified_cell(lang: Lang, verified: bool, method: Option<&str>) -> String {
+    let yes = yes_no(lang, verified);
+    match (verified, method, lang) {
+        (true, Some("structure"), Lang::En) => format!("{yes} (structure)"),
+        (true, Some("structure"), Lang::It) => format!("{yes} (struttura)"),
+        (true, Some("decrypted"), Lang::En) => format!("{yes} (decrypted)"),
+        (true, Some("decrypted"), Lang::It) => format!("{yes} (decifrato)"),
+        _ => yes.to_owned(),
+    }
+}

@@ -28,6 +28,8 @@ pub(crate) fn job(id: u64, udid: &str, state: JobState, progress: JobProgress) -
         error: None,
         device_error_code: None,
         verified_files: None,
+        verify_method: None,
+        password_ok: None,
     }
 }
 

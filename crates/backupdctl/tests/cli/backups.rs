@@ -25,6 +25,8 @@ fn entry(
         ios_version: ios.map(str::to_owned),
         encrypted,
         verified,
+        verify_method: None,
+        password_checked_at: None,
     }
 }
 
