@@ -9,6 +9,7 @@ use backupd_sim::profile::builtin;
 const UDID: &str = "00008110-001A2B3C4D5E6F01";
 const FIRST: &str = "prima password";
 const SECOND: &str = "seconda password";
+const THIRD: &str = "terza password";
 
 fn ready(s: &Status) -> bool {
     s.devices

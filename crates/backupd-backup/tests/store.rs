@@ -294,16 +294,45 @@ fn an_encrypted_backup_is_checked_by_structure_and_received_files() {
     let folder = dir.path().join(UDID);
     std::fs::create_dir_all(folder.join("ab")).expect("mkdir");
     status(&folder, "2026-11-20T10:00:00Z");
-    let mut manifest = plist::Dictionary::new();
-    manifest.insert("IsEncrypted".into(), true.into());
-    plist::Value::Dictionary(manifest)
-        .to_file_xml(folder.join("Manifest.plist"))
-        .expect("manifest");
+    let keys = backupd_proto::keybag::ClassKeys::from_keys((1..=11).map(|c| (c, [c as u8; 32])));
+    let keybag = keys.seal(
+        b"pw",
+        &backupd_proto::keybag::SealParams {
+            uuid: [1; 16],
+            hmck: [2; 40],
+            salt: vec![3; 20],
+            iterations: 2,
+            dp_salt: Some(vec![4; 20]),
+            dp_iterations: Some(2),
+        },
+    );
+    let write_manifest = |bag: Vec<u8>| {
+        let mut manifest = plist::Dictionary::new();
+        manifest.insert("IsEncrypted".into(), true.into());
+        manifest.insert("BackupKeyBag".into(), plist::Value::Data(bag));
+        manifest.insert("ManifestKey".into(), plist::Value::Data(vec![4, 0, 0, 0]));
+        plist::Value::Dictionary(manifest)
+            .to_file_xml(folder.join("Manifest.plist"))
+            .expect("manifest");
+    };
+    write_manifest(keybag.to_bytes());
     std::fs::write(folder.join("Manifest.db"), b"\x8f\x01 encrypted bytes").expect("db");
     std::fs::write(folder.join("ab/abcd"), b"cipher").expect("file");
     let report = verify::verify(&folder, &[("ab/abcd".into(), 6)]);
     assert!(report.ok, "{report:?}");
     assert_eq!(report.method, Method::Structure);
+    assert_eq!(
+        report.keybag_id.as_deref(),
+        Some("01010101010101010101010101010101")
+    );
     let report = verify::verify(&folder, &[("ab/abcd".into(), 7)]);
     assert!(!report.ok);
+    // A keybag that does not parse is a problem even without the password.
+    write_manifest(b"VERS\0\0\0\x04\0".to_vec());
+    let report = verify::verify(&folder, &[("ab/abcd".into(), 6)]);
+    assert!(!report.ok);
+    assert!(
+        report.problems.iter().any(|p| p.contains("keybag")),
+        "{report:?}"
+    );
 }

@@ -489,6 +489,66 @@ fn an_encrypted_backup_on_disk_counts_even_when_will_encrypt_is_off() {
 }
 
 #[test]
+fn the_encryption_finding_says_when_the_password_was_checked() {
+    let finding_text = |backup: LocalBackup| {
+        let mut host = healthy_host();
+        host.local_backup.set_known(Some(backup));
+        let d = diagnose(&healthy_phone(), &host);
+        let f = d
+            .findings
+            .iter()
+            .find(|f| f.id == CheckId::BackupEncryptionOn)
+            .expect("the finding");
+        f.remedies
+            .iter()
+            .map(|s| s.text.render(Lang::En))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let unchecked = finding_text(LocalBackup::new(ago(HOUR), true, true));
+    assert!(unchecked.contains("--check-password"), "{unchecked}");
+    assert!(!unchecked.contains("was checked on"), "{unchecked}");
+    let checked = finding_text(
+        LocalBackup::new(ago(HOUR), true, true).with_password_checked(Some(ago(2 * HOUR))),
+    );
+    assert!(checked.contains("The password was checked on"), "{checked}");
+    assert!(!checked.contains("--check-password"), "{checked}");
+    // A check of an unencrypted backup means nothing: the finding is about WillEncrypt alone.
+    let mut host = healthy_host();
+    host.local_backup.set_known(Some(
+        LocalBackup::new(ago(HOUR), true, false).with_password_checked(Some(ago(HOUR))),
+    ));
+    let d = diagnose(&healthy_phone(), &host);
+    assert_eq!(
+        outcome(&d, CheckId::BackupEncryptionOn),
+        Some(Outcome::Pass)
+    );
+}
+
+#[test]
+fn dfu_waits_for_the_password_of_an_encrypted_backup() {
+    let plan = |backup: LocalBackup| {
+        let mut host = healthy_host();
+        host.local_backup.set_known(Some(backup));
+        diagnose(&healthy_phone(), &host).escalation
+    };
+    let unchecked = plan(LocalBackup::new(ago(HOUR), true, true));
+    assert!(!unchecked.dfu_offered);
+    let steps: String = unchecked
+        .stages
+        .last()
+        .map(|s| s.steps.iter().map(|st| st.text.render(Lang::En)).collect())
+        .unwrap_or_default();
+    assert!(
+        steps.contains("backupdctl backups --check-password"),
+        "{steps}"
+    );
+    let checked =
+        plan(LocalBackup::new(ago(HOUR), true, true).with_password_checked(Some(ago(HOUR))));
+    assert!(checked.dfu_offered);
+}
+
+#[test]
 fn dfu_is_offered_only_after_a_recent_verified_local_backup() {
     let phone = healthy_phone();
     let plan = |backup: Option<LocalBackup>| {
