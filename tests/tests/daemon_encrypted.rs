@@ -182,6 +182,56 @@ async fn on_off_on_then_a_full_check_with_the_password_and_password_checks_by_ex
         "{}",
         text(&shown)
     );
+
+    // Changing the password: the phone checks the current one (207 when wrong), and the next backup is
+    // sealed with the new one, which makes the earlier check stale.
+    let refused = ctl_pw(
+        &daemon,
+        &["encryption", "change-password", UDID],
+        Some(FIRST),
+        Some(THIRD),
+    )
+    .await;
+    assert_eq!(
+        refused.status.code(),
+        Some(exit::JOB_FAILED),
+        "{}",
+        text(&refused)
+    );
+    assert!(text(&refused).contains("207"), "{}", text(&refused));
+    let changed = ctl_pw(
+        &daemon,
+        &["encryption", "change-password", UDID],
+        Some(SECOND),
+        Some(THIRD),
+    )
+    .await;
+    assert_eq!(changed.status.code(), Some(exit::OK), "{}", text(&changed));
+    let o = ctl_pw(&daemon, &["backup", UDID, "--wait"], None, None).await;
+    assert_eq!(o.status.code(), Some(exit::OK), "{}", text(&o));
+    assert!(
+        decrypt_with_peer(&folder, THIRD, &[]).await.is_ok(),
+        "the new password opens the backup"
+    );
+    let stale = ctl_pw(&daemon, &["backups", UDID], None, None).await;
+    assert!(
+        !text(&stale).contains("The password was checked on"),
+        "{}",
+        text(&stale)
+    );
+    let old = ctl_pw(
+        &daemon,
+        &["backups", UDID, "--check-password"],
+        Some(SECOND),
+        None,
+    )
+    .await;
+    assert_eq!(
+        old.status.code(),
+        Some(exit::WRONG_PASSWORD),
+        "{}",
+        text(&old)
+    );
     daemon.stop().await;
 }
 
@@ -228,5 +278,56 @@ async fn a_wrong_password_for_a_backup_keeps_the_backup_and_exits_9_and_nothing_
     };
     let done = finished(&mut events, id).await;
     assert_eq!(done.verify_method.as_deref(), Some("decrypted"), "{done:?}");
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whatsapp_chats_are_found_inside_an_encrypted_backup_with_the_password() {
+    // The WhatsApp phone as it ships (encrypted backups), with test-sized key derivation.
+    let mut profile = builtin("icloud-full-whatsapp").expect("profile");
+    profile.backup.kdf_iterations = 10;
+    profile.backup.kdf_dp_iterations = 100;
+    let password = profile
+        .backup
+        .password
+        .clone()
+        .expect("the profile's password");
+    let udid = profile.identity.udid.clone();
+    let sim = SimRig::start(vec![profile]).await;
+    let daemon = DaemonRig::start(sim.dir.path(), &sim.socket).await;
+    daemon
+        .wait_for(20, "a diagnosis", |s| {
+            s.devices
+                .iter()
+                .any(|d| d.udid == udid && d.phase == Phase::Ready)
+        })
+        .await;
+    let o = ctl_env(&daemon.api, "en", &["backup", &udid, "--wait"], &[]).await;
+    assert_eq!(o.status.code(), Some(exit::OK), "{}", text(&o));
+    // Without the password the chats cannot be read; with it they are, and the counts are the phone's.
+    let locked = ctl_env(&daemon.api, "en", &["backups", &udid, "--inspect"], &[]).await;
+    assert_ne!(locked.status.code(), Some(exit::OK), "{}", text(&locked));
+    let opened = ctl_env(
+        &daemon.api,
+        "en",
+        &["backups", &udid, "--inspect"],
+        &[("BACKUPD_BACKUP_PASSWORD", password.as_str())],
+    )
+    .await;
+    assert_eq!(opened.status.code(), Some(exit::OK), "{}", text(&opened));
+    assert!(text(&opened).contains("312"), "{}", text(&opened));
+    let wrong = ctl_env(
+        &daemon.api,
+        "en",
+        &["backups", &udid, "--inspect"],
+        &[("BACKUPD_BACKUP_PASSWORD", "not it")],
+    )
+    .await;
+    assert_ne!(wrong.status.code(), Some(exit::OK), "{}", text(&wrong));
+    assert!(
+        text(&wrong).contains("wrong backup password"),
+        "{}",
+        text(&wrong)
+    );
     daemon.stop().await;
 }

@@ -7,8 +7,9 @@
 //! The path is taken raw, as sent: nothing is percent-decoded, so `%2e%2e` is refused like `..`.
 
 use crate::{
-    DEVICE_BACKUP, DEVICE_BACKUPS, DEVICE_CHECK_PASSWORD, DEVICE_ENCRYPTION, DEVICE_INSPECT, PATH_DEVICE_PREFIX,
-    PATH_DEVICES, PATH_DIAGNOSE_ALL, PATH_EVENTS, PATH_INFO, PATH_JOBS, PATH_METRICS,
+    DEVICE_BACKUP, DEVICE_BACKUPS, DEVICE_CHECK_PASSWORD, DEVICE_ENCRYPTION, DEVICE_INSPECT,
+    PATH_DEVICE_PREFIX, PATH_DEVICES, PATH_DIAGNOSE_ALL, PATH_EVENTS, PATH_INFO, PATH_JOBS,
+    PATH_METRICS,
 };
 
 /// The longest request path (without the query) the daemon reads; the longest valid one is about 70 bytes.

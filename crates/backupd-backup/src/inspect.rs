@@ -65,9 +65,15 @@ pub enum InspectError {
     /// The chat database could not be read (not SQLite, no `ZWAMESSAGE`, corrupt, or too slow).
     #[error("cannot read WhatsApp's chat database: {0}")]
     ChatStorage(#[source] rusqlite::Error),
-    /// The backup is encrypted and this build cannot decrypt it, even with the password.
-    #[error("this version of backupd cannot decrypt an encrypted backup yet")]
-    CannotDecrypt,
+    /// The encrypted backup does not open with the password given, or a file of it does not decrypt.
+    #[error(transparent)]
+    Encrypted(#[from] crate::encrypted::EncryptedError),
+    /// The chat database's record in the decrypted `Manifest.db` is unreadable.
+    #[error("the chat database's record in Manifest.db is unreadable")]
+    BadRecord,
+    /// A private temporary file for the decrypted chat database could not be made.
+    #[error("cannot make a private temporary file: {0}")]
+    Temp(#[source] std::io::Error),
 }
 
 /// What the finished backup in `folder` (`<backup dir>/<UDID>`) holds of WhatsApp's chats; an encrypted
@@ -86,37 +92,50 @@ pub fn whatsapp_with_password(
     if !crate::store::is_complete(folder) {
         return Err(InspectError::NotABackup(folder.to_owned()));
     }
-    if is_encrypted(folder) {
-        return match password {
-            None => Ok(Whatsapp::Encrypted),
-            // Decrypting needs the keybag and the per-file keys of encrypted backups (issue 8's module).
-            Some(_) => Err(InspectError::CannotDecrypt),
-        };
-    }
     let deadline = Instant::now() + DEADLINE;
-    let manifest = open(&folder.join("Manifest.db"), deadline).map_err(InspectError::Manifest)?;
-    let file_id: Option<String> = manifest
-        .query_row(
-            "SELECT fileID FROM Files WHERE domain = ?1 AND relativePath = ?2 AND flags = 1 LIMIT 1",
-            [WHATSAPP_DOMAIN, CHAT_STORAGE],
-            |r| r.get(0),
-        )
-        .optional()
-        .map_err(InspectError::Manifest)?;
-    drop(manifest);
-    let Some(file_id) = file_id else {
+    if is_encrypted(folder) {
+        let Some(password) = password else {
+            return Ok(Whatsapp::Encrypted);
+        };
+        return encrypted_chats(folder, password, deadline);
+    }
+    let Some((file_id, _)) = chat_storage_row(&folder.join("Manifest.db"), deadline)? else {
         return Ok(Whatsapp::Absent);
     };
-    if file_id.len() != 40 || !file_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(InspectError::BadFileId);
-    }
     let path = folder.join(&file_id[..2]).join(&file_id);
     // Never follow a link out of the backup folder.
     match std::fs::symlink_metadata(&path) {
         Ok(m) if m.file_type().is_file() => {}
         _ => return Err(InspectError::Missing(path)),
     }
-    let chats = open(&path, deadline).map_err(InspectError::ChatStorage)?;
+    count_chats(&path, deadline)
+}
+
+/// The fileID and `MBFile` record of the chat database in a (plain or decrypted) `Manifest.db`.
+fn chat_storage_row(
+    manifest_db: &Path,
+    deadline: Instant,
+) -> Result<Option<(String, Option<Vec<u8>>)>, InspectError> {
+    let manifest = open(manifest_db, deadline).map_err(InspectError::Manifest)?;
+    let row: Option<(String, Option<Vec<u8>>)> = manifest
+        .query_row(
+            "SELECT fileID, file FROM Files WHERE domain = ?1 AND relativePath = ?2 AND flags = 1 LIMIT 1",
+            [WHATSAPP_DOMAIN, CHAT_STORAGE],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(InspectError::Manifest)?;
+    match row {
+        Some((id, _)) if id.len() != 40 || !id.bytes().all(|b| b.is_ascii_hexdigit()) => {
+            Err(InspectError::BadFileId)
+        }
+        other => Ok(other),
+    }
+}
+
+/// Messages and the newest message date of a chat database.
+fn count_chats(path: &Path, deadline: Instant) -> Result<Whatsapp, InspectError> {
+    let chats = open(path, deadline).map_err(InspectError::ChatStorage)?;
     let (messages, newest): (i64, Option<f64>) = chats
         .query_row(
             "SELECT count(*), max(ZMESSAGEDATE) FROM ZWAMESSAGE",
@@ -128,6 +147,36 @@ pub fn whatsapp_with_password(
         messages: u64::try_from(messages).unwrap_or(0),
         newest_message: newest.and_then(apple_to_unix),
     })
+}
+
+/// An encrypted backup, opened with its password: the decrypted `Manifest.db` finds the chat database, which
+/// is decrypted into a private temporary folder (removed when done) and read like a plain one.
+fn encrypted_chats(
+    folder: &Path,
+    password: &str,
+    deadline: Instant,
+) -> Result<Whatsapp, InspectError> {
+    let backup = crate::encrypted::EncryptedBackup::open(
+        folder,
+        &crate::encrypted::Password::new(password.to_owned()),
+    )?;
+    let Some((file_id, blob)) = chat_storage_row(&backup.manifest_db_path(), deadline)? else {
+        return Ok(Whatsapp::Absent);
+    };
+    let record = blob
+        .as_deref()
+        .and_then(|b| backupd_proto::mobilebackup2::MbFile::from_archive(b).ok())
+        .ok_or(InspectError::BadRecord)?;
+    // tempfile makes the folder 0700: the decrypted chats are readable by this user only.
+    let private = tempfile::Builder::new()
+        .prefix("backupd-chats-")
+        .tempdir()
+        .map_err(InspectError::Temp)?;
+    let plain = private.path().join(CHAT_STORAGE);
+    let mut out = std::fs::File::create(&plain).map_err(InspectError::Temp)?;
+    backup.decrypt_file(&file_id, &record, &mut out)?;
+    drop(out);
+    count_chats(&plain, deadline)
 }
 
 fn is_encrypted(folder: &Path) -> bool {

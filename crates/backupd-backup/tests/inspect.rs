@@ -54,6 +54,7 @@ async fn backed_up(profile: Profile) -> (tempfile::TempDir, PathBuf) {
         full: true,
         keep_versions: 1,
         min_free_bytes: 0,
+        password: None,
     };
     tokio::time::timeout(
         Duration::from_secs(120),

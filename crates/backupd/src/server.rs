@@ -328,9 +328,10 @@ async fn route(
             let now = crate::supervisor::unix_now();
             let who = udid.clone();
             // One key derivation takes seconds: a blocking thread, not the supervisor.
-            let checked =
-                tokio::task::spawn_blocking(move || crate::password::check(dir, who, password, now))
-                    .await;
+            let checked = tokio::task::spawn_blocking(move || {
+                crate::password::check(dir, who, password, now)
+            })
+            .await;
             match checked {
                 Ok(Ok(result)) => {
                     // The finding about encryption says when the password was checked.
