@@ -111,13 +111,16 @@ pub fn whatsapp_with_password(
     count_chats(&path, deadline)
 }
 
+/// A row of `Files`: the fileID and the `MBFile` record.
+type FileRow = (String, Option<Vec<u8>>);
+
 /// The fileID and `MBFile` record of the chat database in a (plain or decrypted) `Manifest.db`.
 fn chat_storage_row(
     manifest_db: &Path,
     deadline: Instant,
-) -> Result<Option<(String, Option<Vec<u8>>)>, InspectError> {
+) -> Result<Option<FileRow>, InspectError> {
     let manifest = open(manifest_db, deadline).map_err(InspectError::Manifest)?;
-    let row: Option<(String, Option<Vec<u8>>)> = manifest
+    let row: Option<FileRow> = manifest
         .query_row(
             "SELECT fileID, file FROM Files WHERE domain = ?1 AND relativePath = ?2 AND flags = 1 LIMIT 1",
             [WHATSAPP_DOMAIN, CHAT_STORAGE],

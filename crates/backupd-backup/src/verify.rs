@@ -332,7 +332,7 @@ fn check_manifest_db(
                 let (Some(backup), Some(record)) = (encrypted, &record) else {
                     continue;
                 };
-                let sample = index % stride == 0
+                let sample = index.is_multiple_of(stride)
                     && counts.decrypted < SAMPLE_FILES
                     && record.encryption_key.is_some();
                 if sample && decrypted_bytes + record.size <= SAMPLE_BYTES {

@@ -192,7 +192,7 @@ impl Decryptor {
 
     /// Ends the stream: checks the length and removes the padding of a padded stream.
     pub fn finish(mut self, out: &mut Vec<u8>) -> Result<(), CipherError> {
-        if self.total % BLOCK as u64 != 0 {
+        if !self.total.is_multiple_of(BLOCK as u64) {
             return Err(CipherError::NotBlockAligned(self.total));
         }
         match self.padding {

@@ -117,6 +117,10 @@ pub(crate) fn is_busy(status: StatusCode) -> bool {
 
 /// How a followed job left us.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per command, returned once, never stored in bulk"
+)]
 pub(crate) enum End {
     /// It ended: succeeded, failed or cancelled.
     Finished(Job),

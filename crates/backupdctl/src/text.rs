@@ -884,91 +884,6 @@ pub(crate) fn unknown(lang: Lang) -> &'static str {
     pick(lang, "unknown", "sconosciuta")
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_utc_minutes() {
-        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
-        assert_eq!(utc(1_795_248_000), "2026-11-21 08:00 UTC");
-        assert_eq!(utc(1_709_164_800), "2024-02-29 00:00 UTC");
-        assert_eq!(utc(-60), "1969-12-31 23:59 UTC");
-        for extreme in [i64::MIN, i64::MAX] {
-            assert!(utc(extreme).ends_with("UTC"));
-        }
-    }
-
-    #[test]
-    fn sizes_durations_and_rates_for_people() {
-        assert_eq!(size(Lang::En, 512), "512 B");
-        assert_eq!(size(Lang::En, 812_345), "812 kB");
-        assert_eq!(size(Lang::En, 45_300_000), "45.3 MB");
-        assert_eq!(size(Lang::En, 5_214_000_000), "5.21 GB");
-        assert_eq!(size(Lang::It, 5_214_000_000), "5,21 GB");
-        assert_eq!(size(Lang::En, 1_500_000_000_000), "1.50 TB");
-        assert_eq!(duration(42.4), "42 s");
-        assert_eq!(duration(125.0), "2 min 05 s");
-        assert_eq!(duration(4_020.0), "1 h 07 min");
-        assert_eq!(duration(-3.0), "0 s");
-        assert_eq!(duration(f64::NAN), "0 s");
-        assert_eq!(rate(Lang::En, 25_340_000.0), "25.3 MB/s");
-        assert_eq!(rate(Lang::It, 25_340_000.0), "25,3 MB/s");
-        assert_eq!(files(Lang::En, 1), "1 file");
-        assert_eq!(files(Lang::En, 2), "2 files");
-    }
-
-    #[test]
-    fn stages_in_words() {
-        assert_eq!(
-            stage(Lang::En, JobKind::Backup, "waiting_for_passcode"),
-            "Enter your passcode on the iPhone to start the backup"
-        );
-        assert_eq!(
-            stage(Lang::It, JobKind::Encryption, "waiting_for_passcode"),
-            "Inserisci il codice sull’iPhone per confermare la modifica"
-        );
-        assert_eq!(stage(Lang::En, JobKind::Backup, "new_stage"), "new stage");
-    }
-
-    #[test]
-    fn every_explained_device_code_has_both_languages() {
-        for code in [3, 105, 205, 207, 208] {
-            for kind in [JobKind::Backup, JobKind::Encryption] {
-                assert!(device_error(Lang::En, kind, code, "A").is_some(), "{code}");
-                assert!(device_error(Lang::It, kind, code, "A").is_some(), "{code}");
-            }
-        }
-        assert!(device_error(Lang::En, JobKind::Backup, 1, "A").is_none());
-        assert!(
-            device_error(Lang::En, JobKind::Backup, 208, "A")
-                .is_some_and(|t| t.contains("enter the passcode when asked"))
-        );
-    }
-
-    #[test]
-    fn locales_choose_the_language() {
-        assert_eq!(Lang::from_locale(Some("it_IT.UTF-8")), Lang::It);
-        assert_eq!(Lang::from_locale(Some("it")), Lang::It);
-        assert_eq!(Lang::from_locale(Some("en_GB.UTF-8")), Lang::En);
-        assert_eq!(Lang::from_locale(Some("C")), Lang::En);
-        assert_eq!(Lang::from_locale(Some("de_DE")), Lang::En);
-        assert_eq!(Lang::from_locale(None), Lang::En);
-    }
-
-    #[test]
-    fn waiting_sentences_start_with_a_capital() {
-        assert_eq!(
-            waiting_sentence(Lang::En, "pairing.trust_pending"),
-            "Waiting for you to tap Trust on the phone."
-        );
-        assert_eq!(
-            waiting_sentence(Lang::It, "pairing.passcode_required"),
-            "In attesa che tu sblocchi l’iPhone."
-        );
-    }
-}
-
 /// How an encrypted backup was verified, after `backup --wait`; `None` for a plain backup.
 pub(crate) fn verify_note(lang: Lang, method: Option<&str>) -> Option<String> {
     match method? {
@@ -1069,5 +984,90 @@ pub(crate) fn verified_cell(lang: Lang, verified: bool, method: Option<&str>) ->
         (true, Some("decrypted"), Lang::En) => format!("{yes} (decrypted)"),
         (true, Some("decrypted"), Lang::It) => format!("{yes} (decifrato)"),
         _ => yes.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_utc_minutes() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(1_795_248_000), "2026-11-21 08:00 UTC");
+        assert_eq!(utc(1_709_164_800), "2024-02-29 00:00 UTC");
+        assert_eq!(utc(-60), "1969-12-31 23:59 UTC");
+        for extreme in [i64::MIN, i64::MAX] {
+            assert!(utc(extreme).ends_with("UTC"));
+        }
+    }
+
+    #[test]
+    fn sizes_durations_and_rates_for_people() {
+        assert_eq!(size(Lang::En, 512), "512 B");
+        assert_eq!(size(Lang::En, 812_345), "812 kB");
+        assert_eq!(size(Lang::En, 45_300_000), "45.3 MB");
+        assert_eq!(size(Lang::En, 5_214_000_000), "5.21 GB");
+        assert_eq!(size(Lang::It, 5_214_000_000), "5,21 GB");
+        assert_eq!(size(Lang::En, 1_500_000_000_000), "1.50 TB");
+        assert_eq!(duration(42.4), "42 s");
+        assert_eq!(duration(125.0), "2 min 05 s");
+        assert_eq!(duration(4_020.0), "1 h 07 min");
+        assert_eq!(duration(-3.0), "0 s");
+        assert_eq!(duration(f64::NAN), "0 s");
+        assert_eq!(rate(Lang::En, 25_340_000.0), "25.3 MB/s");
+        assert_eq!(rate(Lang::It, 25_340_000.0), "25,3 MB/s");
+        assert_eq!(files(Lang::En, 1), "1 file");
+        assert_eq!(files(Lang::En, 2), "2 files");
+    }
+
+    #[test]
+    fn stages_in_words() {
+        assert_eq!(
+            stage(Lang::En, JobKind::Backup, "waiting_for_passcode"),
+            "Enter your passcode on the iPhone to start the backup"
+        );
+        assert_eq!(
+            stage(Lang::It, JobKind::Encryption, "waiting_for_passcode"),
+            "Inserisci il codice sull’iPhone per confermare la modifica"
+        );
+        assert_eq!(stage(Lang::En, JobKind::Backup, "new_stage"), "new stage");
+    }
+
+    #[test]
+    fn every_explained_device_code_has_both_languages() {
+        for code in [3, 105, 205, 207, 208] {
+            for kind in [JobKind::Backup, JobKind::Encryption] {
+                assert!(device_error(Lang::En, kind, code, "A").is_some(), "{code}");
+                assert!(device_error(Lang::It, kind, code, "A").is_some(), "{code}");
+            }
+        }
+        assert!(device_error(Lang::En, JobKind::Backup, 1, "A").is_none());
+        assert!(
+            device_error(Lang::En, JobKind::Backup, 208, "A")
+                .is_some_and(|t| t.contains("enter the passcode when asked"))
+        );
+    }
+
+    #[test]
+    fn locales_choose_the_language() {
+        assert_eq!(Lang::from_locale(Some("it_IT.UTF-8")), Lang::It);
+        assert_eq!(Lang::from_locale(Some("it")), Lang::It);
+        assert_eq!(Lang::from_locale(Some("en_GB.UTF-8")), Lang::En);
+        assert_eq!(Lang::from_locale(Some("C")), Lang::En);
+        assert_eq!(Lang::from_locale(Some("de_DE")), Lang::En);
+        assert_eq!(Lang::from_locale(None), Lang::En);
+    }
+
+    #[test]
+    fn waiting_sentences_start_with_a_capital() {
+        assert_eq!(
+            waiting_sentence(Lang::En, "pairing.trust_pending"),
+            "Waiting for you to tap Trust on the phone."
+        );
+        assert_eq!(
+            waiting_sentence(Lang::It, "pairing.passcode_required"),
+            "In attesa che tu sblocchi l’iPhone."
+        );
     }
 }
