@@ -63,6 +63,7 @@ async fn backup(muxd: &Muxd, store: &Store, full: bool) -> Result<engine::Outcom
         full,
         keep_versions: 2,
         min_free_bytes: 0,
+        password: None,
     };
     tokio::time::timeout(
         Duration::from_secs(120),
