@@ -595,7 +595,7 @@ fn kind_subject(lang: Lang, kind: JobKind) -> &'static str {
         (Lang::En, JobKind::Backup) => "backup",
         (Lang::En, _) => "encryption change",
         (Lang::It, JobKind::Backup) => "backup",
-        (Lang::It, _) => "modifica della cifratura",
+        (Lang::It, _) => "modifica della crittografia",
     }
 }
 
@@ -734,8 +734,8 @@ pub(crate) fn device_error(lang: Lang, kind: JobKind, code: u64, udid: &str) -> 
         (Lang::En, 205) => format!("The iPhone could not read the previous backup on this computer (its Manifest.plist is damaged): make a full backup with `backupdctl backup --full --wait {udid}`."),
         (Lang::It, 208) => "L’iPhone ha chiesto il suo codice e nessuno l’ha inserito in tempo: sbloccalo, ricomincia e inserisci il codice quando richiesto.".to_owned(),
         (Lang::It, 105) => "Il disco di questo computer è pieno dove vanno i backup: libera spazio lì (`backupdctl status` indica la cartella) e ricomincia.".to_owned(),
-        (Lang::It, 207) if encryption => "La password attuale dei backup è sbagliata: riesegui il comando con la password scelta quando hai attivato la cifratura.".to_owned(),
-        (Lang::It, 207) => "La password dei backup è sbagliata: l’iPhone cifra i backup con la password scelta quando hai attivato la cifratura.".to_owned(),
+        (Lang::It, 207) if encryption => "La password attuale dei backup è sbagliata: riesegui il comando con la password scelta quando hai attivato la crittografia.".to_owned(),
+        (Lang::It, 207) => "La password dei backup è sbagliata: l’iPhone crittografa i backup con la password scelta quando hai attivato la crittografia.".to_owned(),
         (Lang::It, 3) => "Sull’iPhone è rimasta un’istantanea di un backup interrotto: riavvia l’iPhone, poi ricomincia.".to_owned(),
         (Lang::It, 205) => format!("L’iPhone non è riuscito a leggere il backup precedente su questo computer (il suo Manifest.plist è danneggiato): fai un backup completo con `backupdctl backup --full --wait {udid}`."),
         _ => return None,
@@ -800,11 +800,11 @@ pub(crate) fn encryption_done(lang: Lang, action: EncryptionAction, udid: &str) 
             format!("The backup password of {udid} was changed.")
         }
         (Lang::It, EncryptionAction::On) => format!(
-            "La cifratura dei backup è attiva per {udid}: i prossimi backup sono cifrati con la nuova password. Conservala: senza non si possono ripristinare."
+            "La crittografia dei backup è attiva per {udid}: i prossimi backup sono crittografati con la nuova password. Conservala: senza non si possono ripristinare."
         ),
         (Lang::It, EncryptionAction::Off) => {
             format!(
-                "La cifratura dei backup è disattivata per {udid}: i prossimi backup non sono cifrati."
+                "La crittografia dei backup è disattivata per {udid}: i prossimi backup non sono crittografati."
             )
         }
         (Lang::It, EncryptionAction::Change) => {
@@ -860,7 +860,14 @@ pub(crate) fn backup_columns(lang: Lang) -> [&'static str; 6] {
     pick(
         lang,
         ["Name", "Date", "Size", "iOS", "Encrypted", "Verified"],
-        ["Nome", "Data", "Dimensione", "iOS", "Cifrato", "Verificato"],
+        [
+            "Nome",
+            "Data",
+            "Dimensione",
+            "iOS",
+            "Crittografato",
+            "Verificato",
+        ],
     )
 }
 
