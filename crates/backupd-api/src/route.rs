@@ -117,13 +117,18 @@ pub fn check_job_id(segment: &str) -> Result<u64, RouteError> {
 
 /// A segment for a message: quoted, escaped, and cut short, so that a hostile one cannot flood a log line.
 fn shown(segment: &str) -> String {
-    const MAX: usize = 64;
-    let cut: String = segment.chars().take(MAX).collect();
-    if cut.len() < segment.len() {
-        format!("{cut:?}…")
-    } else {
-        format!("{cut:?}")
+    // Bounded in bytes after escaping: one character can escape to ten bytes (`\u{10ffff}`).
+    const MAX: usize = 96;
+    let head: String = segment.chars().take(MAX).collect();
+    let quoted = format!("{head:?}");
+    if quoted.len() <= MAX && head.len() == segment.len() {
+        return quoted;
     }
+    let mut end = quoted.len().min(MAX);
+    while !quoted.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &quoted[..end])
 }
 
 /// Parses a request line's method and path (without the query).
