@@ -198,6 +198,55 @@ pub fn phone_file(sim: &Simulator, udid: &str, domain: &str, path: &str) -> Vec<
     out
 }
 
+/// backupd's engine backs up the first phone of the muxer at `socket` into a store at `root`, as the daemon's
+/// job does (pinned TLS, the pair record the simulator's muxer keeps), within two minutes; panics if it fails.
+pub async fn engine_backup(
+    socket: &Path,
+    root: &Path,
+    full: bool,
+    password: Option<&str>,
+) -> backupd_backup::engine::Outcome {
+    use backupd_backup::engine::{self, BackupRequest, Progress, Stage};
+    let muxd = backupd_mux::Muxd::new(backupd_proto::usbmuxd::Address::Unix(socket.to_owned()));
+    let device = muxd.list_devices().await.expect("list").remove(0);
+    let mut trusted = backupd_mux::Pairing::new()
+        .open(
+            &muxd,
+            &device,
+            backupd_proto::tls::DevicePinning::Pinned,
+            std::time::SystemTime::now(),
+        )
+        .await
+        .expect("trusted");
+    let (tx, _rx) = tokio::sync::watch::channel(Progress {
+        stage: Stage::Preparing,
+        bytes: 0,
+        files: 0,
+        device_percent: 0.0,
+        announced_bytes: 0,
+        elapsed_secs: 0.0,
+    });
+    let request = BackupRequest {
+        full,
+        keep_versions: 2,
+        min_free_bytes: 0,
+        password: password.map(|p| backupd_backup::encrypted::Password::new(p.to_owned())),
+    };
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        engine::backup(
+            &mut trusted.lockdown,
+            &trusted.record,
+            &backupd_backup::store::Store::new(root),
+            &request,
+            &tx,
+        ),
+    )
+    .await
+    .expect("in time")
+    .unwrap_or_else(|e| panic!("backupd's backup failed: {e:#?}"))
+}
+
 /// Runs a command with a time limit, capturing its output.
 pub async fn run(program: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = tokio::process::Command::new(program);

@@ -3,53 +3,16 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
-use backupd_backup::engine::{self, BackupRequest, Progress, Stage};
+use backupd_backup::engine;
 use backupd_backup::store::Store;
 use backupd_backup::verify;
-use backupd_e2e::{SimRig, stdout_ok};
-use backupd_mux::{Muxd, Pairing};
-use backupd_proto::tls::DevicePinning;
-use backupd_proto::usbmuxd::Address;
+use backupd_e2e::{SimRig, engine_backup, stdout_ok};
 
 const UDID: &str = "00008110-001A2B3C4D5E6F01";
 
 async fn ours(rig: &SimRig, root: &Path, full: bool) -> engine::Outcome {
-    let muxd = Muxd::new(Address::Unix(rig.socket.clone()));
-    let device = muxd.list_devices().await.expect("list").remove(0);
-    let mut trusted = Pairing::new()
-        .open(&muxd, &device, DevicePinning::Pinned, SystemTime::now())
-        .await
-        .expect("trusted");
-    let (tx, _rx) = tokio::sync::watch::channel(Progress {
-        stage: Stage::Preparing,
-        bytes: 0,
-        files: 0,
-        device_percent: 0.0,
-        announced_bytes: 0,
-        elapsed_secs: 0.0,
-    });
-    let request = BackupRequest {
-        full,
-        keep_versions: 2,
-        min_free_bytes: 0,
-        password: None,
-    };
-    let store = Store::new(root);
-    tokio::time::timeout(
-        Duration::from_secs(120),
-        engine::backup(
-            &mut trusted.lockdown,
-            &trusted.record,
-            &store,
-            &request,
-            &tx,
-        ),
-    )
-    .await
-    .expect("in time")
-    .unwrap_or_else(|e| panic!("backupd's backup failed: {e:#?}"))
+    engine_backup(&rig.socket, root, full, None).await
 }
 
 /// The data files (`xx/<fileID>`) of a backup folder with their bytes.

@@ -3,16 +3,12 @@
 //! exactly the bytes the phone holds. idevicebackup2 and backupd continue each other's encrypted backups.
 
 use std::path::Path;
-use std::time::{Duration, SystemTime};
 
-use backupd_backup::encrypted::Password;
-use backupd_backup::engine::{self, BackupRequest, Progress, Stage};
-use backupd_backup::store::Store;
+use backupd_backup::engine;
 use backupd_backup::verify::Method;
-use backupd_e2e::{SimRig, decrypt_with_peer, encrypted_profile, phone_file, stdout_ok};
-use backupd_mux::{Muxd, Pairing};
-use backupd_proto::tls::DevicePinning;
-use backupd_proto::usbmuxd::Address;
+use backupd_e2e::{
+    SimRig, decrypt_with_peer, encrypted_profile, engine_backup, phone_file, stdout_ok,
+};
 
 const UDID: &str = "00008110-001A2B3C4D5E6F01";
 const PASSWORD: &str = "tre tigri contro tre tigri";
@@ -20,39 +16,7 @@ const PASSWORD: &str = "tre tigri contro tre tigri";
 const SMS: (&str, &str) = ("HomeDomain", "Library/SMS/sms.db");
 
 async fn ours(rig: &SimRig, root: &Path, full: bool, password: Option<&str>) -> engine::Outcome {
-    let muxd = Muxd::new(Address::Unix(rig.socket.clone()));
-    let device = muxd.list_devices().await.expect("list").remove(0);
-    let mut trusted = Pairing::new()
-        .open(&muxd, &device, DevicePinning::Pinned, SystemTime::now())
-        .await
-        .expect("trusted");
-    let (tx, _rx) = tokio::sync::watch::channel(Progress {
-        stage: Stage::Preparing,
-        bytes: 0,
-        files: 0,
-        device_percent: 0.0,
-        announced_bytes: 0,
-        elapsed_secs: 0.0,
-    });
-    let request = BackupRequest {
-        full,
-        keep_versions: 2,
-        min_free_bytes: 0,
-        password: password.map(|p| Password::new(p.to_owned())),
-    };
-    tokio::time::timeout(
-        Duration::from_secs(120),
-        engine::backup(
-            &mut trusted.lockdown,
-            &trusted.record,
-            &Store::new(root),
-            &request,
-            &tx,
-        ),
-    )
-    .await
-    .expect("in time")
-    .unwrap_or_else(|e| panic!("backupd's backup failed: {e:#?}"))
+    engine_backup(&rig.socket, root, full, password).await
 }
 
 /// A file of the phone's generated camera roll, with its bytes.

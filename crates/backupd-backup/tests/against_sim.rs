@@ -47,6 +47,26 @@ async fn rig(profile: Profile) -> Rig {
     }
 }
 
+/// The same phone (same key and trusted hosts) as `r`'s, with `profile`, behind another muxer named `name`,
+/// backing up into `r`'s store: how a test swaps in a phone with faults.
+async fn beside(r: &Rig, profile: Profile, name: &str) -> Rig {
+    let socket = r.dir.path().join(format!("{name}.sock"));
+    Rig {
+        sim: Simulator::start(Config {
+            socket: socket.clone(),
+            tcp: None,
+            control: None,
+            state_dir: r.dir.path().join("sim"),
+            profiles: vec![profile],
+        })
+        .await
+        .expect("simulator"),
+        muxd: Muxd::new(Address::Unix(socket)),
+        store: r.store.clone(),
+        dir: tempfile::tempdir().expect("dir"),
+    }
+}
+
 fn channel() -> watch::Sender<Progress> {
     watch::channel(Progress {
         stage: Stage::Preparing,
@@ -213,22 +233,7 @@ async fn unplugging_at_many_points_never_harms_the_previous_backup() {
     for (i, (what, fault)) in faults.into_iter().enumerate() {
         let mut profile = builtin("healthy").expect("profile");
         profile.backup.faults = fault;
-        let socket = r.dir.path().join(format!("mux-{i}.sock"));
-        let faulty = Rig {
-            sim: Simulator::start(Config {
-                socket: socket.clone(),
-                tcp: None,
-                control: None,
-                // The same phone (same key and trusted hosts) behind a muxer that drops the connection.
-                state_dir: r.dir.path().join("sim"),
-                profiles: vec![profile],
-            })
-            .await
-            .expect("simulator"),
-            muxd: Muxd::new(Address::Unix(socket)),
-            store: r.store.clone(),
-            dir: tempfile::tempdir().expect("dir"),
-        };
+        let faulty = beside(&r, profile, &format!("mux-{i}")).await;
         let err = run(&faulty, true)
             .await
             .expect_err("an unplugged backup fails");
@@ -297,20 +302,7 @@ async fn a_device_error_is_typed_and_the_previous_backup_survives() {
     let mut profile = builtin("healthy").expect("profile");
     profile.backup.faults.passcode_prompt = true;
     profile.backup.faults.passcode_timeout_secs = 1;
-    let failing = Rig {
-        sim: Simulator::start(Config {
-            socket: r.dir.path().join("mux-208.sock"),
-            tcp: None,
-            control: None,
-            state_dir: r.dir.path().join("sim"),
-            profiles: vec![profile],
-        })
-        .await
-        .expect("simulator"),
-        muxd: Muxd::new(Address::Unix(r.dir.path().join("mux-208.sock"))),
-        store: r.store.clone(),
-        dir: tempfile::tempdir().expect("dir"),
-    };
+    let failing = beside(&r, profile, "mux-208").await;
     let err = run(&failing, false).await.expect_err("no passcode entered");
     assert_eq!(err.device_code(), Some(208), "{err:?}");
     assert_eq!(current_bytes(&r.store), before);
@@ -640,21 +632,7 @@ async fn unplugging_an_encrypted_backup_leaves_the_previous_one_intact_and_opena
     for (i, fault) in cuts.into_iter().enumerate() {
         let mut profile = encrypted_profile();
         profile.backup.faults = fault;
-        let socket = r.dir.path().join(format!("mux-enc-{i}.sock"));
-        let faulty = Rig {
-            sim: Simulator::start(Config {
-                socket: socket.clone(),
-                tcp: None,
-                control: None,
-                state_dir: r.dir.path().join("sim"),
-                profiles: vec![profile],
-            })
-            .await
-            .expect("simulator"),
-            muxd: Muxd::new(Address::Unix(socket)),
-            store: r.store.clone(),
-            dir: tempfile::tempdir().expect("dir"),
-        };
+        let faulty = beside(&r, profile, &format!("mux-enc-{i}")).await;
         run(&faulty, true)
             .await
             .expect_err("an unplugged backup fails");
