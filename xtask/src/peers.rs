@@ -60,6 +60,8 @@ fn has_decryptor(root: &Path) -> bool {
             "import importlib.metadata as m, sys; sys.exit(m.version('iphone_backup_decrypt') != sys.argv[1])",
             IPHONE_BACKUP_DECRYPT_VERSION,
         ])
+        // A missing package is the expected answer, not an error to show.
+        .stderr(std::process::Stdio::null())
         .status()
         .is_ok_and(|s| s.success())
 }
