@@ -30,8 +30,10 @@ async fn pair_with_idevicepair(rig: &SimRig) {
     );
 }
 
-/// Checks a backup folder against the phone's current files; gives the Status.plist.
-fn check_folder(root: &Path, udid: &str, set: &FileSet, encrypted: bool) -> Status {
+/// Checks a backup folder against the phone's current files; gives the Status.plist. An encrypted backup is
+/// opened with `password` and every file decrypted.
+fn check_folder(root: &Path, udid: &str, set: &FileSet, password: Option<&str>) -> Status {
+    let encrypted = password.is_some();
     let dir = root.join(udid);
     let status = Status::parse(&std::fs::read(dir.join("Status.plist")).expect("Status.plist"))
         .expect("Status.plist parses");
@@ -47,7 +49,17 @@ fn check_folder(root: &Path, udid: &str, set: &FileSet, encrypted: bool) -> Stat
         "the snapshot was moved into place and removed"
     );
 
-    let db = Connection::open(dir.join("Manifest.db")).expect("Manifest.db opens");
+    let opened = password.map(|p| {
+        backupd_backup::encrypted::EncryptedBackup::open(
+            &dir,
+            &backupd_backup::encrypted::Password::new(p.to_owned()),
+        )
+        .expect("the password opens the backup")
+    });
+    let db_path = opened
+        .as_ref()
+        .map_or_else(|| dir.join("Manifest.db"), |o| o.manifest_db_path());
+    let db = Connection::open(db_path).expect("Manifest.db opens");
     let mut rows = db
         .prepare("SELECT fileID, domain, relativePath, flags, file FROM Files")
         .expect("Files table");
@@ -82,8 +94,17 @@ fn check_folder(root: &Path, udid: &str, set: &FileSet, encrypted: bool) -> Stat
         assert_eq!(row.3, mobilebackup2::FLAG_FILE);
         let record = MbFile::from_archive(&row.4).expect("record");
         assert_eq!(record.size, f.size);
-        let stored = std::fs::read(dir.join(&id[..2]).join(&id))
-            .unwrap_or_else(|e| panic!("{} {}: {e}", f.domain, f.relative_path));
+        let stored = match &opened {
+            Some(backup) => {
+                let mut plain = Vec::new();
+                backup
+                    .decrypt_file(&id, &record, &mut plain)
+                    .unwrap_or_else(|e| panic!("{} {}: {e}", f.domain, f.relative_path));
+                plain
+            }
+            None => std::fs::read(dir.join(&id[..2]).join(&id))
+                .unwrap_or_else(|e| panic!("{} {}: {e}", f.domain, f.relative_path)),
+        };
         let mut expected = Vec::new();
         f.content(set.seed())
             .read_to_end(&mut expected)
@@ -122,7 +143,7 @@ async fn idevicebackup2_full_backup_holds_every_file() {
     let received = format!("Received {} files from device.", set.files().count() + 4);
     assert!(text.contains(&received), "{text}");
 
-    let status = check_folder(&dest, HEALTHY_UDID, &set, false);
+    let status = check_folder(&dest, HEALTHY_UDID, &set, None);
     assert!(status.is_full_backup);
     // idevicebackup2 wrote Info.plist from lockdown and installation_proxy.
     let info =
@@ -137,7 +158,12 @@ async fn idevicebackup2_full_backup_holds_every_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pymobiledevice3_full_backup_holds_every_file() {
-    let rig = SimRig::builtin("icloud-full-whatsapp").await;
+    // The WhatsApp phone encrypts its backups, as it ships; key derivation test-sized.
+    let mut profile = backupd_sim::profile::builtin("icloud-full-whatsapp").expect("profile");
+    profile.backup.kdf_iterations = 10;
+    profile.backup.kdf_dp_iterations = 100;
+    let password = profile.backup.password.clone().expect("its password");
+    let rig = SimRig::start(vec![profile]).await;
     let dest = rig.dir.path().join("backups");
     std::fs::create_dir_all(&dest).expect("backup folder");
     let dest_s = dest.display().to_string();
@@ -152,15 +178,26 @@ async fn pymobiledevice3_full_backup_holds_every_file() {
 
     let phone = rig.sim.muxd().phone(WHATSAPP_UDID).expect("phone");
     let set = phone.backup().file_set();
-    // WillEncrypt is on in this profile.
-    let status = check_folder(&dest, WHATSAPP_UDID, &set, true);
+    // WillEncrypt is on in this profile: every file is checked decrypted.
+    let status = check_folder(&dest, WHATSAPP_UDID, &set, Some(&password));
     assert!(status.is_full_backup);
     let chats = mobilebackup2::file_id(
         "AppDomainGroup-group.net.whatsapp.WhatsApp.shared",
         "ChatStorage.sqlite",
     );
     let stored = dest.join(WHATSAPP_UDID).join(&chats[..2]).join(&chats);
-    assert_eq!(std::fs::metadata(stored).expect("chats").len(), 1 << 20);
+    // Stored as the phone encrypted it: the chat database's size padded to the cipher's block.
+    let size = set
+        .find(
+            "AppDomainGroup-group.net.whatsapp.WhatsApp.shared",
+            "ChatStorage.sqlite",
+        )
+        .expect("the phone has WhatsApp's chats")
+        .size;
+    assert_eq!(
+        std::fs::metadata(stored).expect("chats").len(),
+        backupd_proto::backup_cipher::padded_len(size)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -176,7 +213,7 @@ async fn incremental_idevicebackup2_transfers_only_changed_files() {
         "idevicebackup2 backup --full",
     );
     let phone = rig.sim.muxd().phone(HEALTHY_UDID).expect("phone");
-    let first = check_folder(&dest, HEALTHY_UDID, &phone.backup().file_set(), false);
+    let first = check_folder(&dest, HEALTHY_UDID, &phone.backup().file_set(), None);
 
     // Nothing changed: nothing is sent but the metadata.
     let text = stdout_ok(
@@ -207,7 +244,7 @@ async fn incremental_idevicebackup2_transfers_only_changed_files() {
         [mobilebackup2::file_id("HomeDomain", "Library/SMS/sms.db")]
     );
     let set = phone.backup().file_set();
-    let second = check_folder(&dest, HEALTHY_UDID, &set, false);
+    let second = check_folder(&dest, HEALTHY_UDID, &set, None);
     assert!(!second.is_full_backup);
     assert_ne!(second.uuid, first.uuid);
 }
@@ -284,7 +321,7 @@ async fn the_passcode_prompt_waits_for_the_passcode() {
     };
     let (out, _) = tokio::join!(backup, answer);
     assert!(out.status.success(), "{}", said(&out));
-    check_folder(&dest, udid, &phone.backup().file_set(), false);
+    check_folder(&dest, udid, &phone.backup().file_set(), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
