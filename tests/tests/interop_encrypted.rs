@@ -71,13 +71,31 @@ async fn assert_peer_opens(rig: &SimRig, folder: &Path, who: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_decryptor_opens_the_simulators_encrypted_backup_made_by_idevicebackup2() {
+/// The encrypted healthy phone, paired with idevicepair (so both tools can use it).
+async fn paired_encrypted_phone() -> SimRig {
     let rig = SimRig::start(vec![encrypted_profile("healthy", PASSWORD)]).await;
     stdout_ok(
         &rig.idevice("idevicepair", &["pair"]).await,
         "idevicepair pair",
     );
+    rig
+}
+
+/// The phone's last backup was incremental on `on` and sent only the one file that changed.
+fn assert_one_file_sent(rig: &SimRig, on: &str) {
+    let phone = rig.sim.muxd().phone(UDID).expect("phone");
+    let report = phone.backup().last_report().expect("the phone's report");
+    assert!(!report.full, "incremental on {on}: {report:?}");
+    assert_eq!(
+        report.uploaded.len(),
+        1,
+        "only the changed file: {report:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decryptor_opens_the_simulators_encrypted_backup_made_by_idevicebackup2() {
+    let rig = paired_encrypted_phone().await;
     let root = rig.dir.path().join("idevicebackup2");
     std::fs::create_dir_all(&root).expect("mkdir");
     let out = stdout_ok(
@@ -109,11 +127,7 @@ async fn the_decryptor_opens_backupds_encrypted_backup() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backupd_continues_idevicebackup2s_encrypted_backup_and_the_result_opens() {
-    let rig = SimRig::start(vec![encrypted_profile("healthy", PASSWORD)]).await;
-    stdout_ok(
-        &rig.idevice("idevicepair", &["pair"]).await,
-        "idevicepair pair",
-    );
+    let rig = paired_encrypted_phone().await;
     let root = rig.dir.path().join("backups");
     std::fs::create_dir_all(&root).expect("mkdir");
     stdout_ok(
@@ -127,16 +141,7 @@ async fn backupd_continues_idevicebackup2s_encrypted_backup_and_the_result_opens
     let phone = rig.sim.muxd().phone(UDID).expect("phone");
     phone.backup().touch(SMS.0, SMS.1).expect("touch");
     let outcome = ours(&rig, &root, false, Some(PASSWORD)).await;
-    let report = phone.backup().last_report().expect("the phone's report");
-    assert!(
-        !report.full,
-        "incremental on idevicebackup2's encrypted backup: {report:?}"
-    );
-    assert_eq!(
-        report.uploaded.len(),
-        1,
-        "only the changed file: {report:?}"
-    );
+    assert_one_file_sent(&rig, "idevicebackup2's encrypted backup");
     assert_eq!(outcome.report.method, Method::Decrypted);
     assert!(outcome.report.ok, "{:?}", outcome.report);
     assert_peer_opens(&rig, &root.join(UDID), "idevicebackup2 then backupd").await;
@@ -144,11 +149,7 @@ async fn backupd_continues_idevicebackup2s_encrypted_backup_and_the_result_opens
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idevicebackup2_continues_backupds_encrypted_backup_and_the_result_opens() {
-    let rig = SimRig::start(vec![encrypted_profile("healthy", PASSWORD)]).await;
-    stdout_ok(
-        &rig.idevice("idevicepair", &["pair"]).await,
-        "idevicepair pair",
-    );
+    let rig = paired_encrypted_phone().await;
     let root = rig.dir.path().join("backups");
     ours(&rig, &root, true, None).await;
     let phone = rig.sim.muxd().phone(UDID).expect("phone");
@@ -159,15 +160,6 @@ async fn idevicebackup2_continues_backupds_encrypted_backup_and_the_result_opens
         "idevicebackup2 incremental",
     );
     assert!(out.contains("Backup Successful"), "{out}");
-    let report = phone.backup().last_report().expect("the phone's report");
-    assert!(
-        !report.full,
-        "incremental on backupd's encrypted backup: {report:?}"
-    );
-    assert_eq!(
-        report.uploaded.len(),
-        1,
-        "only the changed file: {report:?}"
-    );
+    assert_one_file_sent(&rig, "backupd's encrypted backup");
     assert_peer_opens(&rig, &root.join(UDID), "backupd then idevicebackup2").await;
 }
